@@ -1,0 +1,1 @@
+"""Datasets: where they come from (`sources/`), and how their text becomes tokens (`text`)."""

@@ -1,0 +1,47 @@
+"""Stage prepare@<dataset>: captions to tokens, and the vocabulary of the train split.
+
+Writes data/prepared/<dataset>/vocab.json (see fillblank/data/text.py) and
+captions.parquet (see fillblank/data/karpathy.py), both or neither.
+"""
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fillblank import params as params_module
+from fillblank.atomic import atomic_path
+from fillblank.data import karpathy, sources
+from fillblank.data.text import Vocab
+from fillblank.errors import UserError, run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=sources.NAMES)
+    parser.add_argument("--raw", type=Path, default=None, help="default: data/raw/<dataset>")
+    parser.add_argument("--out", type=Path, default=None, help="default: data/prepared/<dataset>")
+    args = parser.parse_args()
+    params = params_module.load()
+    raw = args.raw or Path("data/raw") / args.dataset
+    out = args.out or Path("data/prepared") / args.dataset
+
+    captions = karpathy.read(raw / f"dataset_{args.dataset}.json")
+    splits = Counter(captions["split"].to_pylist())
+    train = captions.filter(pc.equal(captions["split"], "train"))["tokens"].to_pylist()
+    if not train:
+        raise UserError(f"{raw}: no captions in the train split; the vocabulary needs some")
+    vocab = Vocab.build(train, params.prepare.min_count)
+
+    with atomic_path(out) as tmp:
+        tmp.mkdir(parents=True)
+        vocab.save(tmp / "vocab.json")
+        pq.write_table(captions, tmp / "captions.parquet")
+    counts = ", ".join(f"{splits[s]} {s}" for s in ("train", "val", "test"))
+    print(f"{args.dataset}: {len(vocab)} words (min_count {params.prepare.min_count}); captions: {counts}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,111 @@
+"""The prepare stage: Karpathy JSON in, vocab.json and captions.parquet out, or one clear line."""
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SHARED_FLICKR8K, run_stage
+from fillblank.data import karpathy
+from fillblank.data.text import Vocab
+from fillblank.errors import UserError
+
+
+def image(imgid, split, *raws, filename=None):
+    return {
+        "filename": filename or f"{imgid}.jpg", "imgid": imgid, "split": split,
+        "sentences": [{"raw": raw, "sentid": 10 * imgid + k} for k, raw in enumerate(raws)],
+    }
+
+
+def write_dataset(folder: Path, *images, name="toy") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"dataset_{name}.json"
+    path.write_text(json.dumps({"images": list(images), "dataset": name}))
+    return path
+
+
+def prepare(tmp_path: Path, params_file, min_count=1):
+    params_file({"min_count: 5": f"min_count: {min_count}"})
+    return run_stage("prepare", "shapes", "--raw", "raw", "--out", "out", cwd=tmp_path)
+
+
+def test_captions_table_has_one_row_per_sentence(tmp_path):
+    path = write_dataset(tmp_path, image(0, "train", "A dog runs.", "Dogs run!"), image(1, "restval", "A cat."))
+    table = karpathy.read(path)
+    assert table.column_names == ["image_id", "filename", "split", "sentence_id", "raw", "tokens"]
+    assert table["tokens"].to_pylist() == [["a", "dog", "runs"], ["dogs", "run"], ["a", "cat"]]
+    assert table["split"].to_pylist() == ["train", "train", "train"]  # restval trains, as in Karpathy's code
+    assert table["sentence_id"].to_pylist() == [0, 1, 10]
+
+
+def test_vocabulary_counts_the_train_split_only(tmp_path, params_file):
+    write_dataset(
+        tmp_path / "raw", image(0, "train", "a dog", "a dog"), image(1, "val", "a zebra zebra"),
+        image(2, "test", "a yak"), name="shapes",
+    )
+    result = prepare(tmp_path, params_file, min_count=2)
+    assert result.returncode == 0, result.stderr
+    vocab = Vocab.load(tmp_path / "out" / "vocab.json")
+    assert vocab.words[4:] == ("a", "dog")
+    assert vocab.counts[4:] == (2, 2)
+    captions = pq.read_table(tmp_path / "out" / "captions.parquet")
+    assert captions.num_rows == 4  # every split is kept; only counting is train-only
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\xff\xfe not text", "not UTF-8"),
+        (b'{"images": [', "not JSON"),
+        (b'[1, 2]', "expected an object with an 'images' list"),
+        (json.dumps({"images": [image(7, "train", filename="seven.jpg") | {"sentences": []}]}).encode(),
+         "image 7 (seven.jpg): has no sentences"),
+        (json.dumps({"images": [image(3, "train", "a dog", "?!", filename="three.jpg")]}).encode(),
+         "image 3 (three.jpg), sentence 31: empty caption '?!'"),
+        (json.dumps({"images": [image(4, "tran", "a dog", filename="four.jpg")]}).encode(),
+         "image 4 (four.jpg): unknown split 'tran'"),
+    ],
+    ids=["not-utf8", "not-json", "not-karpathy", "no-sentences", "empty-caption", "unknown-split"],
+)
+def test_bad_caption_files_give_one_line_naming_file_and_entry(tmp_path, content, message):
+    path = tmp_path / "dataset_bad.json"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")) as error:
+        karpathy.read(path)
+    assert str(error.value).startswith(str(path))
+    assert "\n" not in str(error.value)
+
+
+def test_a_bad_file_stops_the_stage_and_keeps_the_previous_output(tmp_path, params_file):
+    write_dataset(tmp_path / "raw", image(0, "train", "a dog"), name="shapes")
+    assert prepare(tmp_path, params_file).returncode == 0
+    before = (tmp_path / "out" / "vocab.json").read_bytes()
+
+    write_dataset(tmp_path / "raw", image(0, "train", "a dog"), image(1, "nope", "a cat"), name="shapes")
+    result = prepare(tmp_path, params_file)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "unknown split 'nope'" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "out" / "vocab.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "params.yaml", "raw"]  # no temporary left
+
+
+def test_no_train_split_is_a_clear_error(tmp_path, params_file):
+    write_dataset(tmp_path / "raw", image(0, "val", "a dog"), name="shapes")
+    result = prepare(tmp_path, params_file)
+    assert result.returncode == 2 and "no captions in the train split" in result.stderr
+
+
+@pytest.mark.skipif(not SHARED_FLICKR8K.exists(), reason="needs ../shared/data/flickr8k-dev")
+def test_flickr8k_vocabulary_is_the_same_twice_byte_for_byte(tmp_path, params_file):
+    params_file()
+    first = run_stage("prepare", "flickr8k", "--raw", str(SHARED_FLICKR8K), "--out", "one", cwd=tmp_path)
+    second = run_stage("prepare", "flickr8k", "--raw", str(SHARED_FLICKR8K), "--out", "two", cwd=tmp_path)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    one, two = (tmp_path / d / "vocab.json" for d in ("one", "two"))
+    assert one.read_bytes() == two.read_bytes()
+    vocab = Vocab.load(one)
+    assert 1000 < len(vocab) < 5000 and vocab.words[4:7] == ("a", "in", "the")
+    assert (tmp_path / "one" / "captions.parquet").read_bytes() == (tmp_path / "two" / "captions.parquet").read_bytes()
