@@ -4,13 +4,22 @@ PYTHON ?= python3.11
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test
+.PHONY: setup repro test regression
 
 repro: setup
 	dvc repro
 
+# The unit and pipeline tests, then the regression run on the committed metrics.
 test: setup
+	.ci/install-chromium
 	pytest
+
+# `dvc repro` on `shapes`; then any metric that moved from the committed metrics/shapes.json,
+# or BiBS below a baseline on CIDEr, fails with a table of what moved.
+regression: setup
+	git show HEAD:metrics/shapes.json > .venv/committed-shapes.json
+	dvc repro
+	python -m fillblank.regression .venv/committed-shapes.json metrics/shapes.json
 
 setup: $(VENV)/.installed
 

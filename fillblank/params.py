@@ -7,10 +7,10 @@ tracks them key by key from there.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from fillblank.errors import UserError
 
@@ -46,10 +46,97 @@ class Prepare(Section):
     min_count: int = Field(ge=1)
 
 
+class TrainSettings(Section):
+    """How one captioner is trained (fillblank/train.py); the seed's values live in params.yaml."""
+
+    seed: int
+    embed: int = Field(ge=1)
+    hidden: int = Field(ge=1)
+    dropout: float = Field(ge=0, lt=1)  # on the non-recurrent connections
+    lr: float = Field(gt=0)  # RMSprop's learning rate
+    rms_decay: float = Field(gt=0, lt=1)  # RMSprop's running-average decay (torch's `alpha`)
+    clip: float = Field(gt=0)  # each gradient element is clipped to [-clip, clip], as in the seed
+    batch_size: int = Field(ge=1)  # captions per update, over all processes together
+    max_epochs: int = Field(ge=1)
+    patience: int = Field(ge=1)  # epochs without a better validation perplexity before stopping
+
+
+# The same keys, each optional: a dataset's entry names only the settings it changes.
+TrainOverride = create_model(
+    "TrainOverride",
+    __base__=Section,
+    **{
+        name: ((Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation) | None, None)
+        for name, field in TrainSettings.model_fields.items()
+    },
+)
+
+
+class TrainOverrides(Section):
+    """Every dataset has an entry, `{}` when it keeps the seed's settings: dvc.yaml lists
+    `train.overrides.<dataset>` under that dataset's stages, and DVC refuses a missing key."""
+
+    shapes: TrainOverride
+    flickr8k: TrainOverride
+    flickr30k: TrainOverride
+    coco: TrainOverride
+
+
+class Train(TrainSettings):
+    """The seed's settings, and per dataset the ones that differ from them."""
+
+    overrides: TrainOverrides
+
+    def settings(self, dataset: str) -> TrainSettings:
+        """The settings that train captioners of `dataset`."""
+        seed = self.model_dump(exclude={"overrides"})
+        return TrainSettings(**seed | getattr(self.overrides, dataset).model_dump(exclude_none=True))
+
+
+class Report(Section):
+    examples: int = Field(ge=1)  # blanks shown in reports/<dataset>/examples.html
+
+
+class Blanks(Section):
+    """The blank sets (fillblank/blanks.py): each test caption is cut once per ratio."""
+
+    ratios: list[Annotated[float, Field(gt=0, lt=1)]] = Field(min_length=1)
+
+
+Method = Literal["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "exact"]
+
+
+class Fill(Section):
+    """How the blanks are filled (fillblank/decode)."""
+
+    methods: list[Method] = Field(min_length=1)  # one fill stage each
+    beam: int = Field(ge=1)  # hypotheses kept per blank by every beam search
+    sweeps: int = Field(ge=0)  # BiBS sweeps after the first forward beam search, at most
+    m_best: int = Field(ge=1)  # BiBS: each sweep's best fills scored by S(Y), and fills returned (the stage writes the first)
+    max_length: int = Field(ge=1)  # longest fill considered when the length is unknown
+    batch: int = Field(ge=1)  # blanks decoded together
+    exact_max_rows: int = Field(ge=1)  # prefixes per blank that exact search keeps before giving up proof
+
+
+class Features(Section):
+    """The image features (fillblank/features.py)."""
+
+    backbone: str  # efficientnet_lite0/1/2, or a torchvision classification model (resnet50, ...)
+    weights: str  # IMAGENET1K for efficientnet_lite*, torchvision's enum name (IMAGENET1K_V2, ...), or none
+    batch_size: int = Field(ge=1)
+    workers: int = Field(ge=0)  # DataLoader processes decoding images; 0 decodes in the stage itself
+    max_skipped: float = Field(ge=0, le=1)  # the fraction of unreadable images a run tolerates
+
+
 class Params(Section):
     datasets: list[Dataset] = Field(min_length=1)
     sources: Sources
     prepare: Prepare
+    features: Features
+    train: Train
+    report: Report
+    blanks: Blanks
+    fill: Fill
 
 
 def load(path: str | Path = "params.yaml") -> Params:

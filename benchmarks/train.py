@@ -1,0 +1,117 @@
+"""Is training as fast as its LSTM? Training tokens per second against those of a bare
+`nn.LSTM` forward and backward pass over the same batches, both measured in this one run.
+
+    python benchmarks/train.py [--captions 3000] [--threads 2] [--epochs 1]
+
+The training side is `fillblank.train.fit` (embedding, image projection, LSTM, output
+layer, masked loss, backward, gradient clipping, RMSprop step), timed by fit itself over
+its training passes only. The bare side runs `nn.LSTM(embed, hidden)` on random inputs of
+each batch's padded shape and back-propagates their sum; it is timed before and after the
+training run and averaged, so that a machine whose load drifts flatters neither side.
+Tokens are the predicted words and <end>, padding excluded, on both sides. Target: ratio
+>= 0.8 (so no Python loop over time steps, and little beside the LSTM).
+
+A third line adds to the bare LSTM the output layer and the loss on the unpadded positions:
+the work no captioner of this vocabulary can skip. On a CPU the output layer alone costs
+about 60% of the LSTM's multiply-adds at these sizes (2,500 x 512 against 4 x 512 x 1,024
+per token), so the ratio to it tells the loop's own overhead apart from the model's.
+
+Settings are Flickr8k's in params.yaml (the seed's: embed and hidden 512, batches of 100),
+on a captioner of Flickr8k size (vocabulary 2,500, features 1,280 as efficientnet_lite0
+gives), with random weights and words. Caption lengths are those of ../shared/data/
+flickr8k-dev when it is there (mean 10.8 words, up to 36), else 8 to 16 words uniformly.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fillblank import params
+from fillblank.data.text import END_ID, PAD_ID, SPECIALS, START_ID, Vocab, normalise
+from fillblank.train import Data, Split, fit
+
+VOCAB, FEATURES, IMAGES = 2500, 1280, 500
+FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k-dev" / "dataset_flickr8k.json"
+
+
+def word_counts(count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` caption lengths in words, drawn from Flickr8k's when they are at hand."""
+    if not FLICKR8K.is_file():
+        return torch.randint(8, 17, (count,), generator=generator)
+    images = json.loads(FLICKR8K.read_text(encoding="utf-8"))["images"]
+    real = torch.tensor([len(normalise(s["raw"])) for image in images for s in image["sentences"]])
+    return real[torch.randint(0, len(real), (count,), generator=generator)].clamp(min=1)
+
+
+def captions(count: int, generator: torch.Generator) -> Split:
+    lengths = word_counts(count, generator)
+    tokens = torch.full((count, int(lengths.max()) + 2), PAD_ID)
+    for i, length in enumerate(lengths.tolist()):
+        words = torch.randint(len(SPECIALS), VOCAB, (length,), generator=generator)
+        tokens[i, : length + 2] = torch.cat([torch.tensor([START_ID]), words, torch.tensor([END_ID])])
+    return Split(
+        image_ids=torch.arange(IMAGES),
+        features=torch.rand(IMAGES, FEATURES, generator=generator),
+        rows=torch.randint(0, IMAGES, (count,), generator=generator),
+        tokens=tokens,
+        lengths=lengths + 1,
+    )
+
+
+def bare_tokens_per_second(split: Split, embed: int, hidden: int, batch_size: int, vocab: int | None = None) -> float:
+    """A bare LSTM's forward and backward over `split`'s batches; with `vocab`, also an
+    output layer of that size and the loss, on the unpadded positions only."""
+    lstm, out = nn.LSTM(embed, hidden, batch_first=True), nn.Linear(hidden, vocab or 1)
+    tokens, seconds = 0, 0.0
+    for index in torch.arange(len(split.rows)).split(batch_size):
+        _, inputs, targets = split.batch(index)
+        real = targets != PAD_ID
+        start = time.perf_counter()
+        outputs, _ = lstm(torch.randn(*inputs.shape, embed))  # shape: (B, T, hidden)
+        if vocab:
+            F.cross_entropy(out(outputs[real]), targets[real], reduction="sum").backward()
+        else:
+            outputs.sum().backward()
+        seconds += time.perf_counter() - start
+        tokens += int(real.sum())
+    return tokens / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--captions", type=int, default=3000, help="training captions per epoch")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--epochs", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    flickr8k = params.load().train.settings("flickr8k")
+    settings = flickr8k.model_copy(update={"max_epochs": args.epochs, "patience": args.epochs})
+    generator = torch.Generator().manual_seed(0)
+    words = SPECIALS + tuple(f"w{i}" for i in range(VOCAB - len(SPECIALS)))
+    data = Data(Vocab(words, (0,) * VOCAB, 1), captions(args.captions, generator), captions(200, generator), {"direction": "forward"})
+    lengths = data.train.lengths.float() - 1
+    print(f"{args.captions} captions of {lengths.mean():.1f} words on average (up to {lengths.max():.0f}), "
+          f"vocabulary {VOCAB}, embed {settings.embed}, hidden {settings.hidden}, batch {settings.batch_size}, "
+          f"{args.threads} threads")
+
+    sizes = (data.train, settings.embed, settings.hidden, settings.batch_size)
+    before = bare_tokens_per_second(*sizes), bare_tokens_per_second(*sizes, vocab=VOCAB)
+    with tempfile.TemporaryDirectory() as folder:
+        trained = fit(settings, data, Path(folder) / "resume.pt").tokens_per_second
+    after = bare_tokens_per_second(*sizes), bare_tokens_per_second(*sizes, vocab=VOCAB)
+    bare, floor = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+    print(f"training:                  {trained:8.0f} tokens/s")
+    print(f"bare LSTM:                 {bare:8.0f} tokens/s (before {before[0]:.0f}, after {after[0]:.0f})")
+    print(f"bare LSTM + output layer:  {floor:8.0f} tokens/s (before {before[1]:.0f}, after {after[1]:.0f})")
+    print(f"ratio to the bare LSTM:    {trained / bare:8.2f} (target >= 0.8)")
+    print(f"ratio to LSTM + output:    {trained / floor:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Blank sets: every test caption with a contiguous run of its words removed, once per ratio.
+
+For ratio r and an n-word caption, k = round(r * n) words are removed (halves round up;
+Python's `round` would send 2.5 to 2 but 3.5 to 4), at most n - 2 so that a word stays on
+each side whenever the caption allows, and at least one. The run is centred: (n - k) // 2
+words stay on the left, the odd one out goes to the right. There is no sampling: the same
+captions give the same blanks.
+
+Both settings use the same rows: in the known-length setting a method is given
+`len(blank)`, in the unknown-length setting it chooses the length itself.
+
+Layout of `data/blanks/<ds>.parquet` (`table`), one row per (test caption, ratio), sorted
+by sentence id, then ratio in the order of the params:
+
+    blank_id     int64         0, 1, 2, ... in row order
+    image_id     int64         the caption's image
+    sentence_id  int64         the caption
+    ratio        float64       the ratio it was cut at
+    left         list<string>  the words before the blank (normalised, as in captions.parquet)
+    blank        list<string>  the removed words
+    right        list<string>  the words after the blank
+"""
+
+import math
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fillblank.errors import UserError
+
+SCHEMA = pa.schema([
+    ("blank_id", pa.int64()),
+    ("image_id", pa.int64()),
+    ("sentence_id", pa.int64()),
+    ("ratio", pa.float64()),
+    ("left", pa.list_(pa.string())),
+    ("blank", pa.list_(pa.string())),
+    ("right", pa.list_(pa.string())),
+])
+
+
+def cut(words: Sequence[str], ratio: float) -> tuple[list[str], list[str], list[str]]:
+    """Split `words` into (left, blank, right) with the centred blank of `ratio`."""
+    if not 0 < ratio < 1:
+        raise UserError(f"blank ratio {ratio} is outside (0, 1)")
+    n = len(words)
+    if n == 0:
+        raise ValueError("cannot blank an empty caption")
+    length = max(1, min(math.floor(ratio * n + 0.5), n - 2))
+    start = (n - length) // 2
+    return list(words[:start]), list(words[start : start + length]), list(words[start + length :])
+
+
+def table(captions: pa.Table, ratios: Sequence[float]) -> pa.Table:
+    """The blank set of the test captions in `captions` (columns of captions.parquet)."""
+    test = captions.filter(pc.equal(captions["split"], "test")).sort_by("sentence_id")
+    if test.num_rows == 0:
+        raise UserError("no captions in the test split to blank")
+    rows = {name: [] for name in SCHEMA.names}
+    for image_id, sentence_id, tokens in zip(*(test[name].to_pylist() for name in ("image_id", "sentence_id", "tokens"))):
+        if not tokens:
+            raise UserError(f"test caption {sentence_id} (image {image_id}) has no words to blank")
+        for ratio in ratios:
+            left, blank, right = cut(tokens, ratio)
+            for name, value in zip(SCHEMA.names, (len(rows["blank_id"]), image_id, sentence_id, ratio, left, blank, right)):
+                rows[name].append(value)
+    return pa.table(rows, schema=SCHEMA)

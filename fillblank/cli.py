@@ -1,0 +1,269 @@
+"""The `fillblank` command: fill the blank in a caption of your own image.
+
+    fillblank fill --image photo.jpg --caption "a dog ___ in the snow" [--length 2 | --length auto]
+                   [--method bibs] [--top 5] [--dataset shapes] [--models DIR] [--json]
+    fillblank methods
+
+`fill` uses what the pipeline built for the dataset, found from the current folder (the
+project root): the two captioners `data/models/<ds>/{forward,backward}.pt` (or
+`--models DIR`), the vocabulary `data/prepared/<ds>/vocab.json`, the features file
+`data/features/<ds>.h5`, read only for its provenance so that the photo goes through the
+same backbone, weights and transform as the training images, and the `fill` section of
+`params.yaml` (beam width, sweeps, longest fill), as the pipeline's fill stage uses it.
+
+`--json` prints one object:
+
+    {"dataset": "shapes", "method": "bibs", "caption": "a dog ___ in the snow",
+     "left": ["a", "dog"], "right": ["in", "the", "snow"], "length": 2 (null: auto),
+     "unknown_words": ["..."],            # read as <unk> by the captioners
+     "fills": [{"fill": ["runs"], "sentence": "a dog runs in the snow", "score": -9.1}, ...]}
+
+best first; `score` is S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I) of the whole sentence.
+"""
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import h5py
+import torch
+from PIL import Image
+
+from fillblank import decode, features, params
+from fillblank.data import sources
+from fillblank.data.text import Vocab, normalise
+from fillblank.decode.bibs import mbest
+from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
+from fillblank.errors import UserError, run
+from fillblank.model import load_checkpoint
+
+BLANK = re.compile(r"_{3,}")  # "___"; a longer run of underscores is the same blank
+
+# What `fillblank methods` says of each method of `decode.METHODS` (the seed's names in brackets).
+DESCRIPTIONS = {
+    "forward": "beam search with the forward captioner from the left words [URNN-f]",
+    "backward": "beam search with the backward captioner from the right words [URNN-b]",
+    "fb_max": "forward or backward, whichever its own captioner scores higher [URNN-fb-max]",
+    "fb_rerank": "the hypotheses of both beam searches, reranked by S(Y) [URNN-fb-BiRNN]",
+    "bibs": "Bidirectional Beam Search: sweeps left and right over the blank [BiRNN-BSCD]; ranks --top fills",
+    "bibs_unknown": "BiBS at the length where forward and backward searches meet best [BiRNN-BSMP]",
+    "exact": "branch and bound for the fill of highest S(Y): the oracle; slow on long blanks",
+}
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A caption split at its blank, in normalised words."""
+
+    left: list[str]
+    right: list[str]
+
+
+def parse_caption(text: str) -> Caption:
+    """Split `text` at its one blank; words are normalised as the training captions were."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 reach argv as lone surrogates
+        raise UserError("the caption is not UTF-8 text") from None
+    parts = BLANK.split(text)
+    if len(parts) == 1:
+        raise UserError(f"caption {text!r} has no blank: mark the missing words with ___")
+    if len(parts) > 2:
+        raise UserError(f"caption {text!r} has {len(parts) - 1} blanks: mark one run of missing words with ___")
+    return Caption(normalise(parts[0]), normalise(parts[1]))
+
+
+def unknown_words(caption: Caption, vocab: Vocab) -> list[str]:
+    """The caption's words outside `vocab`, each once, in order: the captioners read them as <unk>."""
+    return list(dict.fromkeys(w for w in caption.left + caption.right if w not in vocab.index))
+
+
+def read_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")  # decodes the whole file, so a truncated one fails here
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such image file") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise UserError(f"{path}: not a readable image ({error})") from None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where the pipeline's outputs for one dataset are."""
+
+    forward: Path
+    backward: Path
+    vocab: Path
+    features: Path
+
+
+def locate(dataset: str, models: Path | None, vocab: Path | None, features_file: Path | None) -> Inputs:
+    """The pipeline's files for `dataset`, each overridable; a missing one is one clear line."""
+    models = models or Path("data/models") / dataset
+    inputs = Inputs(
+        models / "forward.pt",
+        models / "backward.pt",
+        vocab or Path("data/prepared") / dataset / "vocab.json",
+        features_file or Path("data/features") / f"{dataset}.h5",
+    )
+    missing = [path.name for path in (inputs.forward, inputs.backward) if not path.is_file()]
+    if missing:
+        raise UserError(
+            f"no trained models for {dataset} yet ({' and '.join(missing)} missing in {models}): run `dvc repro train` "
+            f"in the project root, or point --models at a folder holding forward.pt and backward.pt"
+        )
+    for path, stage in ((inputs.vocab, "prepare"), (inputs.features, "features")):
+        if not path.is_file():
+            raise UserError(f"{path}: no such file: run `dvc repro {stage}` in the project root, or give its path")
+    return inputs
+
+
+def image_features(image: Image.Image, features_file: Path) -> torch.Tensor:
+    """The image's features (1, D) by the backbone, weights and transform recorded in `features_file`."""
+    try:
+        with h5py.File(features_file, "r") as h5:
+            recorded = dict(h5.attrs)
+    except OSError as error:
+        raise UserError(f"{features_file}: not a readable features file ({error})") from None
+    if "backbone" not in recorded or "weights" not in recorded:
+        raise UserError(f"{features_file}: records no backbone; re-run `dvc repro features`")
+    net = features.backbone(str(recorded["backbone"]), str(recorded["weights"]))
+    for key, here in (("weights_sha256", net.weights_sha256), ("transform", repr(net.transform))):
+        if recorded.get(key) != here:
+            raise UserError(
+                f"{features_file}: records {key} {recorded.get(key)!r}, but {net.name} here gives {here!r}; "
+                f"re-run `dvc repro features` so that the images and your photo go through the same network"
+            )
+    with torch.inference_mode():
+        return net.model(net.transform(image)[None])  # shape: (1, D)
+
+
+def rank(method: str, models: Models, blank: Blanks, length: int | None, p, top: int) -> list[tuple[list[int], float]]:
+    """Up to `top` fills of the one blank, best first, with their S(Y); only bibs ranks several."""
+    if method == "bibs":
+        return mbest(models, blank, length, p.model_copy(update={"m_best": top}))[0]
+    [tokens] = decode.METHODS[method](models, blank, length, p)
+    [score] = fill_scores(partial(bidirectional, models), blank, [0], [tokens]).tolist()
+    return [(tokens, score)]
+
+
+def fill(args: argparse.Namespace) -> None:
+    caption = parse_caption(args.caption)
+    image = read_image(args.image)
+    inputs = locate(args.dataset, args.models, args.vocab, args.features)
+    p = params.load(args.params).fill
+    vocab = Vocab.load(inputs.vocab)
+    unknown = unknown_words(caption, vocab)
+    if unknown:
+        print(f"warning: not in the {args.dataset} vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
+    models = Models(load_checkpoint(inputs.forward, vocab), load_checkpoint(inputs.backward, vocab))
+    feats = image_features(image, inputs.features)  # shape: (1, D)
+    expected = models.forward.sizes["feature_dim"]
+    if feats.shape[1] != expected:
+        raise UserError(f"{inputs.features}: gives {feats.shape[1]} features per image, the models read {expected}")
+    blank = Blanks(feats, [vocab.ids(caption.left)], [vocab.ids(caption.right)])
+
+    ranked = rank(args.method, models, blank, args.length, p, args.top)
+    fills = [
+        {"fill": words, "sentence": " ".join(caption.left + words + caption.right), "score": score}
+        for words, score in ((vocab.decode(tokens), score) for tokens, score in ranked)
+    ]
+    if args.json:
+        print(json.dumps({
+            "dataset": args.dataset, "method": args.method, "caption": args.caption, "left": caption.left,
+            "right": caption.right, "length": args.length, "unknown_words": unknown, "fills": fills,
+        }))
+        return
+    length = "length auto" if args.length is None else f"length {args.length}"
+    print(f"{' '.join(caption.left + ['___'] + caption.right)}   ({args.method}, {length}; score: S(Y), higher is better)")
+    for i, entry in enumerate(fills, 1):
+        marked = " ".join(caption.left + ["[" + " ".join(entry["fill"]) + "]"] + caption.right)
+        print(f"{i:>2}. {entry['score']:9.3f}  {marked}")
+
+
+def methods(args: argparse.Namespace) -> None:
+    for name in decode.METHODS:
+        settings = " and ".join(decode.SETTINGS[name])
+        print(f"{name:<13} {DESCRIPTIONS[name]} ({settings} length)")
+
+
+def length(text: str) -> int | None:
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of words (1, 2, ...) or auto, got {text!r}")
+    return int(text)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return int(text)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="fillblank", description="Fill-in-the-blank image captioning with the captioners the pipeline trained."
+    )
+    commands = top.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="fill or methods; `fillblank COMMAND --help` explains each"
+    )
+
+    fill_command = commands.add_parser(
+        "fill",
+        help="fill the blank in a caption of an image",
+        description="Fill the blank (___) in a caption of an image and print the best fills with their scores "
+        "S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I). Run it in the project root, where `dvc repro` built data/.",
+    )
+    option = fill_command.add_argument
+    option("--image", type=Path, required=True, help="the image (any format Pillow reads)")
+    option("--caption", required=True, help='the caption, with ___ where words are missing: "a dog ___ in the snow"')
+    option("--length", type=length, default=None, metavar="N|auto",
+           help="how many words the blank holds, or auto to let the method choose (default: auto)")
+    option("--method", choices=list(decode.METHODS), default="bibs",
+           help="how to search for the fill (default: bibs); `fillblank methods` describes each")
+    option("--top", type=positive, default=5, metavar="K",
+           help="how many fills to print, best first (default: 5); bibs ranks several, the other methods give one")
+    option("--dataset", choices=sources.NAMES, default="shapes", help="whose captioners to use (default: shapes)")
+    option("--models", type=Path, default=None, metavar="DIR",
+           help="folder holding forward.pt and backward.pt (default: data/models/<dataset>)")
+    option("--vocab", type=Path, default=None, metavar="FILE",
+           help="the vocabulary the models were trained with (default: data/prepared/<dataset>/vocab.json)")
+    option("--features", type=Path, default=None, metavar="FILE",
+           help="the dataset's features file, whose recorded backbone, weights and transform the image goes through "
+           "(default: data/features/<dataset>.h5)")
+    option("--params", type=Path, default=Path("params.yaml"), metavar="FILE",
+           help="params whose `fill` section sets the beam width, sweeps and longest fill (default: params.yaml)")
+    option("--json", action="store_true", help="print one JSON object instead of lines")
+    fill_command.set_defaults(run=fill)
+
+    methods_command = commands.add_parser(
+        "methods", help="list the methods that fill blanks", description="List the methods that fill blanks."
+    )
+    methods_command.set_defaults(run=methods)
+    return top
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One image and one blank make many small operations: waking threads for them costs
+    more than it saves (thirty times more, measured on a busy two-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    with one_thread():
+        run(lambda: args.run(args))

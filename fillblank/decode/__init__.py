@@ -1,0 +1,93 @@
+"""Filling blanks: beam search, the baselines, BiBS and exact search over one step interface.
+
+A decoder sees the captioners only through `init` and `step` (`step.py`); every method is
+`method(models, blanks, length, p) -> fills`, batched over blanks x hypotheses, with the
+blank's length given (known-length setting) or `None` (unknown: the method chooses it, up
+to `p.max_length`), `p` the `fill` section of params. What each does, and how it chooses
+a length, is in its module's docstring:
+
+    forward, backward, fb_max, fb_rerank   baselines.py   (URNN-f, URNN-b, URNN-fb-max, URNN-fb-BiRNN)
+    bibs, bibs_unknown                     bibs.py        (BiRNN-BSCD, BiRNN-BSMP)
+    exact                                  exact.py       (branch and bound on S(Y))
+
+`fill` runs one method over a whole blank set; the fill stage writes the result as
+`data/fills/<ds>/<method>.parquet` (`SCHEMA`), one row per (blank, setting):
+
+    blank_id  int64         the blank (see fillblank/blanks.py)
+    setting   string        known | unknown
+    fill      list<string>  the words put in the blank
+    sentence  string        left + fill + right, joined by spaces
+    score     float64       S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I) of the whole sentence
+    length    int64         len(fill): the length chosen, in the unknown setting
+    seconds   float64       the method's time for the blank's batch, per blank
+"""
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import partial
+
+import pyarrow as pa
+import torch
+from tqdm import tqdm
+
+from fillblank.decode.baselines import backward, fb_max, fb_rerank, forward
+from fillblank.decode.bibs import bibs, bibs_unknown
+from fillblank.decode.exact import exact
+from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
+from fillblank.params import Fill
+
+METHODS = {
+    "forward": forward,
+    "backward": backward,
+    "fb_max": fb_max,
+    "fb_rerank": fb_rerank,
+    "bibs": bibs,
+    "bibs_unknown": bibs_unknown,
+    "exact": exact,
+}
+# Which settings each method runs in, for the fill stage.
+SETTINGS = {method: ("unknown",) if method == "bibs_unknown" else ("known", "unknown") for method in METHODS}
+
+SCHEMA = pa.schema([
+    ("blank_id", pa.int64()),
+    ("setting", pa.string()),
+    ("fill", pa.list_(pa.string())),
+    ("sentence", pa.string()),
+    ("score", pa.float64()),
+    ("length", pa.int64()),
+    ("seconds", pa.float64()),
+])
+
+
+@dataclass(frozen=True)
+class Filled:
+    tokens: list[int]
+    score: float  # S(Y) of the whole sentence
+    seconds: float  # the method's time for the batch, per blank
+
+
+@torch.inference_mode()
+def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None, p: Fill) -> list[Filled]:
+    """Fill every blank with `method`, in batches of `p.batch` blanks of one length.
+
+    `lengths` are the blanks' lengths (known-length setting), or `None` (unknown length).
+    """
+    groups = defaultdict(list)  # blank indices by length, or all together when unknown
+    for i in range(len(blanks)):
+        groups[None if lengths is None else lengths[i]].append(i)
+    batches = [(length, index[at : at + p.batch]) for length, index in groups.items() for at in range(0, len(index), p.batch)]
+    filled: list[Filled | None] = [None] * len(blanks)
+    setting = "unknown" if lengths is None else "known"
+    with tqdm(total=len(blanks), desc=f"{method} ({setting} length)", unit="blank") as progress:
+        for length, index in batches:
+            batch = blanks.take(index)
+            began = time.perf_counter()
+            fills = METHODS[method](models, batch, length, p)
+            seconds = (time.perf_counter() - began) / len(index)
+            scores = fill_scores(partial(bidirectional, models), batch, range(len(index)), fills)  # shape: (N,)
+            for i, tokens, score in zip(index, fills, scores.tolist()):
+                filled[i] = Filled(tokens, score, seconds)
+            progress.update(len(index))
+    return filled
+

@@ -1,0 +1,136 @@
+"""Bidirectional Beam Search (BiBS; Sun, Lee & Batra, CVPR 2017), and its meeting-point
+variant for a blank of unknown length.
+
+bibs [BiRNN-BSCD], known length k:
+  1. A forward beam search of k words from the left words gives B complete fills.
+  2. Sweeps then alternate direction, the words around the blank fixed. A right-to-left
+     sweep is the backward captioner's beam search from the right words, where extending a
+     suffix y_>t (backward score g) by the word w at position t ranks as
+
+         g + log p_bwd(w | R, y_>t) + max_i [ f_i + log p_fwd(w | L, y_<t^i) ]
+
+     the max running over the previous left-to-right sweep's prefixes y_<t^i at position t
+     (score f_i). A left-to-right sweep is the mirror image. `beam.handover` holds that max
+     per position and word; a sweep ranks by it and keeps its own-direction score.
+  3. The M = `p.m_best` best fills of every sweep, by the sweep's own ranking, are scored
+     by the true S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I) (each fill once, from the states
+     the two captioners already hold: `step.complete`); the answer is the best fill seen
+     over all sweeps, the start included (never worse than forward beam search), and
+     `mbest` gives the M best. Scoring the whole sentence costs more than the sweep that
+     found the fill, so M (not the beam) sets how many are scored.
+  4. A blank stops when its beams no longer change, that is when a sweep brings no new
+     fill among its M best, or after `p.sweeps` sweeps (after the start); later sweeps
+     run on the blanks still changing only.
+  Unknown length: BiBS at every length 1 .. `p.max_length`, the best S(Y) of them all.
+
+bibs_unknown [BiRNN-BSMP, meeting point], unknown length only:
+  1. One forward beam search of `max_length` words from the left and one backward from
+     the right; each leaves, at every depth, each word's best score after its hypotheses.
+  2. A fill of length t meets at a word w with i words before it from the forward search
+     and t-1-i after it from the backward one. For each t, the best meeting over all i and
+     w (forward score + backward score, both including w) gives one candidate fill.
+  3. The length is the one whose meeting candidate has the highest true S(Y); BiBS then
+     fills a blank of that length, and the answer is the best S(Y) among BiBS's fills and
+     the `max_length` meeting candidates.
+  It costs two beam searches, one S(Y) per length and one BiBS, against BiBS at every
+  length for `bibs`; the chosen length is reported beside the true one by the evaluation.
+"""
+
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from fillblank.decode.baselines import beam_search
+from fillblank.decode.beam import Beam, handover, sweep
+from fillblank.decode.step import Blanks, Models, bidirectional, complete, fill_scores, select, side
+from fillblank.errors import UserError
+from fillblank.params import Fill
+
+Seen = dict[tuple[int, ...], float]
+
+
+def search(models: Models, blanks: Blanks, length: int, p: Fill) -> list[Seen]:
+    """BiBS with blanks of `length` words: every fill it scored, with its S(Y), per blank."""
+    sides = [side(models, blanks), side(models.mirrored(), blanks.mirrored())]
+    seen: list[Seen] = [{} for _ in range(len(blanks))]
+    active, context = torch.arange(len(blanks)), None  # the blanks whose last sweep found new fills
+    for turn in range(p.sweeps + 1):
+        this, other = sides[turn % 2].take(active), sides[1 - turn % 2].take(active)
+        beams = sweep(this.models.forward, this.state, this.log_probs, length, p.beam, context)
+        last = beams[-1]
+        ends = (last.tokens if turn % 2 == 0 else last.tokens.flip(2)).tolist()  # (A, B, length), left to right
+        new = [(a, j) for a, n in enumerate(active.tolist()) for j, fill in enumerate(ends[a][: p.m_best]) if tuple(fill) not in seen[n]]
+        if not new:
+            break
+        at, rank = torch.tensor(new, device=last.score.device).T  # shape: (R,) each
+        rows = at * p.beam + rank  # shape: (R,)
+        read = this.context[at] + last.score[at, rank]  # shape: (R,)
+        scores = complete(this, other, at, last.tokens[at, rank].tolist(), read, select(last.state, rows), last.log_probs[rows])
+        for (a, j), score in zip(new, scores.tolist()):
+            seen[int(active[a])][tuple(ends[a][j])] = score
+        going = at.unique()  # shape: (A',)
+        active, context = active[going], handover(beams).flip(0)[:, going]  # context: (length, A', V)
+    return seen
+
+
+def ranked(seen: Seen, m: int) -> list[tuple[list[int], float]]:
+    """The `m` best fills, best first (the earlier seen first among equals)."""
+    return [(list(fill), score) for fill, score in sorted(seen.items(), key=lambda item: -item[1])[:m]]
+
+
+@torch.inference_mode()
+def mbest(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[tuple[list[int], float]]]:
+    """The `p.m_best` best fills of each blank and their S(Y); every length up to `p.max_length` when `length` is None."""
+    seen: list[Seen] = [{} for _ in range(len(blanks))]
+    for size in [length] if length else range(1, p.max_length + 1):
+        for merged, found in zip(seen, search(models, blanks, size, p)):
+            merged.update(found)
+    return [ranked(s, p.m_best) for s in seen]
+
+
+def bibs(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
+    return [fills[0][0] for fills in mbest(models, blanks, length, p)]
+
+
+def meetings(models: Models, blanks: Blanks, p: Fill) -> list[list[list[int]]]:
+    """For each blank, for each length 1 .. max_length, the fill of the best meeting."""
+    n, steps = len(blanks), p.max_length
+    forward = beam_search(models, blanks, steps, p.beam)
+    backward = beam_search(models.mirrored(), blanks.mirrored(), steps, p.beam)
+    ahead, ahead_from = best_after(forward)  # shape: (K, N, V)
+    behind, behind_from = best_after(backward)  # shape: (K, N, V)
+    vocab = ahead.shape[2]
+    candidates: list[list[list[int]]] = [[] for _ in range(n)]
+    for length in range(1, steps + 1):
+        meet = ahead[:length] + behind[:length].flip(0)  # shape: (t, N, V): i words before w, t-1-i after
+        where = meet.permute(1, 0, 2).reshape(n, -1).argmax(1)  # shape: (N,)
+        for b, (i, w) in enumerate(zip((where // vocab).tolist(), (where % vocab).tolist())):
+            j = length - 1 - i
+            before = forward[i].tokens[b, ahead_from[i, b, w]].tolist()
+            after = backward[j].tokens[b, behind_from[j, b, w]].tolist()
+            candidates[b].append(before + [w] + after[::-1])
+    return candidates
+
+
+def best_after(beams: list[Beam]) -> tuple[Tensor, Tensor]:
+    """Each word's best score after the i-word hypotheses, and which hypothesis: (K, N, V) each."""
+    scores, parents = zip(*(beam.extensions().max(1) for beam in beams[:-1]))
+    return torch.stack(scores), torch.stack(parents)
+
+
+@torch.inference_mode()
+def bibs_unknown(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
+    if length is not None:
+        raise UserError("bibs_unknown chooses the blank's length itself: it runs in the unknown-length setting only")
+    candidates = meetings(models, blanks, p)
+    rows = [n for n in range(len(blanks)) for _ in range(p.max_length)]
+    scores = fill_scores(partial(bidirectional, models), blanks, rows, [f for c in candidates for f in c]).view(len(blanks), -1)  # shape: (N, K)
+    chosen = (scores.argmax(1) + 1).tolist()
+    answers: list[list[int]] = [[] for _ in range(len(blanks))]
+    for size in sorted(set(chosen)):
+        index = [n for n, c in enumerate(chosen) if c == size]
+        for n, seen in zip(index, search(models, blanks.take(index), size, p)):
+            seen.update({tuple(f): s for f, s in zip(candidates[n], scores[n].tolist())})
+            answers[n] = ranked(seen, 1)[0][0]
+    return answers

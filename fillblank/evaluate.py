@@ -1,0 +1,208 @@
+"""How good the fills are: the one pycocoevalcap wrapper, and the metrics of the pipeline.
+
+`score(refs, runs)` scores runs of hypotheses against references with pycocoevalcap: the
+PTB tokenizer, then BLEU-1 to 4, METEOR, ROUGE-L and CIDEr (not SPICE: it needs a
+download). Java runs the tokenizer and METEOR and takes seconds to start, so every run
+goes through one tokenizer call and one METEOR process.
+
+`read_fills(folder, methods, blanks)` reads `<method>.parquet` of each method from a fills
+folder (columns as in `fillblank.decode`: blank_id, setting, fill, sentence, score, length,
+seconds) and checks it against the blank set. `evaluate(fills, blanks, captions)` scores the whole
+filled sentence against all captions of its image, per setting, method and blank ratio,
+laid out as `metrics/<dataset>.json`:
+
+    {"known":   {"<method>": {"<ratio>": {"BLEU-1": ..., "BLEU-2": ..., "BLEU-3": ...,
+                                           "BLEU-4": ..., "METEOR": ..., "ROUGE-L": ...,
+                                           "CIDEr": ..., "exact_match": ...,
+                                           "mean_score": ..., "search_error": ...}}},
+     "unknown": {... the same, plus "length_error"},
+     "seconds_per_blank": {"known": {"<method>": ...}, "unknown": {...}}}
+
+    exact_match    share of blanks filled with exactly the removed words
+    mean_score     mean S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I) of the filled sentences
+    length_error   mean |chosen length - removed length| (unknown length only)
+    search_error   share of blanks where the method's S(Y) is below that of `exact`, the
+                   exhaustive search (only where `exact` ran, and not for `exact` itself)
+
+Ratios are keys such as "0.25"; methods come in the order given to `read_fills`. Values
+are rounded to 6 decimals, so that equal runs give byte-equal files.
+Timings live apart under `seconds_per_blank`: they are the only values that differ
+between two runs of the same pipeline.
+"""
+
+import shutil
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+from tqdm import tqdm
+
+from fillblank.errors import UserError
+
+COCO_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+SETTINGS = ("known", "unknown")
+# What tables and the CI check compare: each BiBS method against the best baseline.
+BASELINES = ("forward", "backward", "fb_max", "fb_rerank")
+BIBS = ("bibs", "bibs_unknown")
+LOWER_IS_BETTER = ("length_error", "search_error")
+
+FILL_COLUMNS = ("blank_id", "setting", "fill", "sentence", "score", "length", "seconds")
+BLANK_COLUMNS = ("blank_id", "image_id", "sentence_id", "ratio", "left", "blank", "right")
+CAPTION_COLUMNS = ("image_id", "filename", "raw", "tokens")
+
+# The same sentence scored in a batch of another size can differ in the last bits of a
+# float32; a search error is a worse sentence, not that.
+SCORE_SLACK = 1e-4
+
+JAVA_MISSING = (
+    "pycocoevalcap needs Java (its PTB tokenizer and METEOR are Java programs) and `java` is not "
+    "on PATH: install a Java runtime, e.g. `sudo apt-get install default-jre-headless` (Debian, Ubuntu) "
+    "or `brew install openjdk` (macOS), and check that `java -version` works"
+)
+
+
+def score(
+    refs: Mapping[Hashable, Sequence[str]], runs: Mapping[Hashable, Mapping[Hashable, str]]
+) -> dict[Hashable, dict[str, float]]:
+    """Score each run, `{key: hypothesis}`, against `refs`, `{key: [reference, ...]}`.
+
+    Returns `{run: {"BLEU-1": ..., ..., "CIDEr": ...}}`. Corpus-level scores: CIDEr's
+    document frequencies come from the references of each run's own keys.
+    """
+    if shutil.which("java") is None:
+        raise UserError(JAVA_MISSING)
+    for run, hyps in runs.items():
+        if not hyps:
+            raise ValueError(f"run {run!r} has no hypotheses")
+        if missing := hyps.keys() - refs.keys():
+            raise ValueError(f"run {run!r}: no references for {len(missing)} keys, e.g. {next(iter(missing))!r}")
+
+    keys = set().union(*(hyps.keys() for hyps in runs.values()))
+    sentences = {("ref", key): [{"caption": ref} for ref in refs[key]] for key in keys}
+    for run, hyps in runs.items():
+        sentences |= {("hyp", run, key): [{"caption": hyp}] for key, hyp in hyps.items()}
+    tokens = PTBTokenizer().tokenize(sentences)
+
+    meteor = Meteor()
+    results = {}
+    for run, hyps in tqdm(runs.items(), desc="pycocoevalcap", unit="run"):
+        gts = {key: tokens[("ref", key)] for key in hyps}
+        res = {key: tokens[("hyp", run, key)] for key in hyps}
+        bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+        results[run] = {
+            **{f"BLEU-{n}": float(value) for n, value in enumerate(bleu, 1)},
+            "METEOR": float(meteor.compute_score(gts, res)[0]),
+            "ROUGE-L": float(Rouge().compute_score(gts, res)[0]),
+            "CIDEr": float(Cider().compute_score(gts, res)[0]),
+        }
+    return results
+
+
+def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """The named columns of a parquet file, list columns as Python lists."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (pa.ArrowInvalid, OSError) as error:
+        raise UserError(f"{path}: not a readable parquet file ({error})") from None
+    if missing := [name for name in columns if name not in table.column_names]:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    frame = table.select(list(columns)).to_pandas()
+    for name in columns:
+        if pa.types.is_list(table.schema.field(name).type):
+            frame[name] = frame[name].map(list)
+    return frame
+
+
+def read_fills(folder: Path, methods: Sequence[str], blanks: pd.DataFrame) -> pd.DataFrame:
+    """The fills of `methods` in `folder`, one table with a `method` column, in that order.
+
+    Only the methods named: a file left behind by a method no longer run is no result.
+    """
+    frames = []
+    for method in methods:
+        path = Path(folder) / f"{method}.parquet"
+        fills = read_table(path, FILL_COLUMNS)
+        check_fills(fills, blanks, path)
+        frames.append(fills.assign(method=method))
+    return pd.concat(frames, ignore_index=True)
+
+
+def check_fills(fills: pd.DataFrame, blanks: pd.DataFrame, path: Path) -> None:
+    """Stop with one line unless `fills` fills every blank of the set, once per setting it has."""
+    remedy = "were these fills made from another blank set? `dvc repro` makes them again"
+    if unknown := set(fills["setting"]) - set(SETTINGS):
+        raise UserError(f"{path}: unknown setting(s) {', '.join(map(repr, sorted(unknown)))} (expected known, unknown)")
+    twice = fills[fills.duplicated(["setting", "blank_id"])]
+    if len(twice):
+        raise UserError(f"{path}: blank {twice['blank_id'].iloc[0]} is filled twice in the {twice['setting'].iloc[0]} setting")
+    expected = set(blanks["blank_id"])
+    for setting, group in fills.groupby("setting"):
+        ids = set(group["blank_id"])
+        if stray := ids - expected:
+            raise UserError(f"{path}: {setting}-length fills for {some(stray)}, which are not in the blank set; {remedy}")
+        if missing := expected - ids:
+            raise UserError(f"{path}: the {setting}-length fills cover {len(ids)} of {len(expected)} blanks ({some(missing)} missing); {remedy}")
+
+    rows = fills.merge(blanks, on="blank_id")
+    for row in rows.itertuples():
+        where = f"{path}: blank {row.blank_id} ({row.setting} length)"
+        if row.sentence != " ".join([*row.left, *row.fill, *row.right]):
+            raise UserError(f"{where}: sentence {row.sentence!r} is not the blank's left words + fill + right words; {remedy}")
+        if row.length != len(row.fill) or (row.setting == "known" and row.length != len(row.blank)):
+            raise UserError(f"{where}: fill {' '.join(row.fill)!r} has length {row.length}, the blank {len(row.blank)} words")
+
+
+def some(ids: set[int]) -> str:
+    """"blank 3", "blanks 3, 5, 8" or "blanks 3, 5, 8 and 12 more": a message's worth of ids."""
+    first = sorted(ids)[:3]
+    more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+    return f"blank{'s' if len(ids) > 1 else ''} {', '.join(map(str, first))}{more}"
+
+
+def evaluate(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFrame) -> dict:
+    """The metrics of the module docstring, from `read_fills`, the blank set and the captions."""
+    # References in the one normalised form the models speak (`fillblank.data.text`), so
+    # that the original caption, put back into its blank, matches its own reference.
+    refs_of_image = captions.groupby("image_id")["tokens"].agg(lambda captions: [" ".join(c) for c in captions])
+    if orphans := set(blanks["image_id"]) - set(refs_of_image.index):
+        raise UserError(f"the blank set has images without captions (e.g. image {min(orphans)}): blanks of another dataset?")
+    refs = dict(zip(blanks["blank_id"], refs_of_image.loc[blanks["image_id"]]))
+
+    rows = fills.merge(blanks[["blank_id", "ratio", "blank"]], on="blank_id")
+    methods = list(dict.fromkeys(fills["method"]))
+    groups = dict(list(rows.groupby(["setting", "method", "ratio"])))
+    in_order = sorted(groups, key=lambda key: (SETTINGS.index(key[0]), methods.index(key[1]), key[2]))
+    groups = {key: groups[key] for key in in_order}
+    coco = score(refs, {key: dict(zip(group["blank_id"], group["sentence"])) for key, group in groups.items()})
+    best = rows[rows["method"] == "exact"].set_index(["setting", "blank_id"])["score"]
+
+    metrics: dict = {}
+    for (setting, method, ratio), group in groups.items():
+        values = coco[setting, method, ratio] | {
+            "exact_match": (group["fill"] == group["blank"]).mean(),
+            "mean_score": group["score"].mean(),
+        }
+        if setting == "unknown":
+            values["length_error"] = (group["length"] - group["blank"].map(len)).abs().mean()
+        if method != "exact" and setting in best.index.get_level_values("setting"):
+            exact = best.loc[setting].loc[group["blank_id"]].to_numpy()
+            values["search_error"] = (group["score"].to_numpy() < exact - SCORE_SLACK).mean()
+        metrics.setdefault(setting, {}).setdefault(method, {})[f"{ratio:g}"] = {
+            name: round(float(value), 6) for name, value in values.items()
+        }
+    seconds = rows.groupby(["setting", "method"])["seconds"].mean()
+    metrics["seconds_per_blank"] = {
+        setting: {method: round(float(seconds[setting, method]), 6) for method in metrics[setting]}
+        for setting in SETTINGS
+        if setting in metrics
+    }
+    return metrics

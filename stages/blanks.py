@@ -1,0 +1,46 @@
+"""Stage blanks@<dataset>: cut a blank out of every test caption, once per ratio.
+
+Reads data/prepared/<dataset>/captions.parquet; writes data/blanks/<dataset>.parquet
+(layout and rules: fillblank/blanks.py).
+"""
+
+import argparse
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fillblank import blanks
+from fillblank import params as params_module
+from fillblank.atomic import atomic_path
+from fillblank.data import sources
+from fillblank.errors import UserError, run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=sources.NAMES)
+    parser.add_argument("--captions", type=Path, default=None, help="default: data/prepared/<dataset>/captions.parquet")
+    parser.add_argument("--out", type=Path, default=None, help="default: data/blanks/<dataset>.parquet")
+    args = parser.parse_args()
+    ratios = params_module.load().blanks.ratios
+    captions_path = args.captions or Path("data/prepared") / args.dataset / "captions.parquet"
+    out = args.out or Path("data/blanks") / f"{args.dataset}.parquet"
+
+    try:
+        captions = pq.read_table(captions_path, columns=["image_id", "split", "sentence_id", "tokens"])
+    except FileNotFoundError:
+        raise UserError(f"{captions_path}: no such file (run the prepare stage first)") from None
+    except (pa.ArrowInvalid, OSError) as error:
+        raise UserError(f"{captions_path}: not a readable captions table ({error})") from None
+    table = blanks.table(captions, ratios)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    lengths = pc.list_value_length(table["blank"]).to_pylist()
+    print(f"{args.dataset}: {table.num_rows} blanks ({table.num_rows // len(ratios)} test captions x {len(ratios)} ratios), "
+          f"{sum(lengths) / len(lengths):.2f} words each on average, at most {max(lengths)}; written to {out}")
+
+
+if __name__ == "__main__":
+    run(main)

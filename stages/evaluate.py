@@ -1,0 +1,50 @@
+"""Stage evaluate@<dataset>: score every method's fills; write the metrics, tables and plot data.
+
+Reads data/fills/<dataset>/<method>.parquet for each method of `fill.methods`,
+data/blanks/<dataset>.parquet and, as references, every caption in
+data/prepared/<dataset>/captions.parquet. Writes
+
+    metrics/<dataset>.json                         layout in fillblank/evaluate.py
+    reports/<dataset>/table.md                     one table per setting and metric
+    reports/<dataset>/plots/<setting>/<metric>.csv ratio and one column per method
+
+Fills that do not match the blank set stop the stage before anything is written.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from fillblank import params as params_module
+from fillblank.atomic import atomic_path, write_text
+from fillblank.data import sources
+from fillblank.errors import run
+from fillblank.evaluate import BLANK_COLUMNS, CAPTION_COLUMNS, evaluate, read_fills, read_table
+from fillblank.report import plot_csvs, tables
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=sources.NAMES)
+    args = parser.parse_args()
+    params = params_module.load()
+    name = args.dataset
+    reports = Path("reports") / name
+
+    blanks = read_table(Path("data/blanks") / f"{name}.parquet", BLANK_COLUMNS)
+    captions = read_table(Path("data/prepared") / name / "captions.parquet", CAPTION_COLUMNS)
+    fills = read_fills(Path("data/fills") / name, params.fill.methods, blanks)
+    print(f"{name}: scoring {', '.join(params.fill.methods)} on {len(blanks)} blanks")
+    metrics = evaluate(fills, blanks, captions)
+
+    write_text(Path("metrics") / f"{name}.json", json.dumps(metrics, indent=2) + "\n")
+    write_text(reports / "table.md", tables(metrics, f"{name}: filling the blanks"))
+    with atomic_path(reports / "plots") as tmp:
+        for relative, text in plot_csvs(metrics).items():
+            (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / relative).write_text(text, encoding="utf-8")
+    print(f"{name}: tables in {reports / 'table.md'}, metrics in metrics/{name}.json, plot data in {reports / 'plots'}/")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,92 @@
+"""Stage fill@<dataset>-<method>: fill every blank of the blank set with one method.
+
+Reads the two captioners data/models/<dataset>/{forward,backward}.pt, the vocabulary
+data/prepared/<dataset>/vocab.json, the image features data/features/<dataset>.h5 and
+the blank set data/blanks/<dataset>.parquet. Writes data/fills/<dataset>/<method>.parquet
+(layout: fillblank/decode/__init__.py): each blank filled with its length given, then
+with its length unknown (`bibs_unknown`: unknown only).
+"""
+
+import argparse
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from fillblank import decode
+from fillblank import params as params_module
+from fillblank.atomic import atomic_path
+from fillblank.data import sources
+from fillblank.data.text import Vocab
+from fillblank.decode.step import Blanks, Models
+from fillblank.errors import UserError, run
+from fillblank.model import load_checkpoint
+
+
+def read_blanks(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file (run the blanks stage first)") from None
+    except (pa.ArrowInvalid, OSError) as error:
+        raise UserError(f"{path}: not a readable blank set ({error})") from None
+
+
+def read_features(path: Path, image_ids: np.ndarray) -> torch.Tensor:
+    """The feature rows of `image_ids`, in their order: (N, D)."""
+    try:
+        with h5py.File(path, "r") as file:
+            known, features = file["image_ids"][:], file["features"]
+            rows = np.searchsorted(known, image_ids).clip(max=len(known) - 1)
+            if (missing := np.unique(image_ids[known[rows] != image_ids])).size:
+                raise UserError(f"{path}: no features for {missing.size} of the blank set's images (image {missing[0]} first)")
+            unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads sorted, distinct rows
+            return torch.from_numpy(features[unique].astype(np.float32)[inverse])
+    except (FileNotFoundError, OSError, KeyError) as error:
+        raise UserError(f"{path}: not a readable features file ({error})") from None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=sources.NAMES)
+    parser.add_argument("method", choices=decode.METHODS)
+    parser.add_argument("--models", type=Path, default=None, help="folder of forward.pt and backward.pt; default: data/models/<dataset>")
+    parser.add_argument("--vocab", type=Path, default=None, help="default: data/prepared/<dataset>/vocab.json")
+    parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
+    parser.add_argument("--blanks", type=Path, default=None, help="default: data/blanks/<dataset>.parquet")
+    parser.add_argument("--out", type=Path, default=None, help="default: data/fills/<dataset>/<method>.parquet")
+    args = parser.parse_args()
+    p = params_module.load().fill
+    models_dir = args.models or Path("data/models") / args.dataset
+    vocab_path = args.vocab or Path("data/prepared") / args.dataset / "vocab.json"
+    out = args.out or Path("data/fills") / args.dataset / f"{args.method}.parquet"
+
+    if not vocab_path.is_file():
+        raise UserError(f"{vocab_path}: no such file (run the prepare stage first)")
+    vocab = Vocab.load(vocab_path)
+    models = Models(load_checkpoint(models_dir / "forward.pt", vocab), load_checkpoint(models_dir / "backward.pt", vocab))
+    table = read_blanks(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet")
+    left, blank, right = (table[name].to_pylist() for name in ("left", "blank", "right"))
+    features = read_features(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
+    blanks = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
+
+    columns = {name: [] for name in decode.SCHEMA.names}
+    for setting in decode.SETTINGS[args.method]:
+        filled = decode.fill(args.method, models, blanks, [len(b) for b in blank] if setting == "known" else None, p)
+        for blank_id, before, after, result in zip(table["blank_id"].to_pylist(), left, right, filled):
+            words = vocab.decode(result.tokens)
+            row = (blank_id, setting, words, " ".join(before + words + after), result.score, len(words), result.seconds)
+            for name, value in zip(decode.SCHEMA.names, row):
+                columns[name].append(value)
+        lengths = f", length {np.mean([len(f.tokens) for f in filled]):.2f} (removed: {np.mean([len(b) for b in blank]):.2f})"
+        print(f"{args.dataset} {args.method}, {setting} length: mean S(Y) {np.mean([f.score for f in filled]):.4f}"
+              f"{lengths if setting == 'unknown' else ''} over {len(filled)} blanks")
+    with atomic_path(out) as tmp:
+        pq.write_table(pa.table(columns, schema=decode.SCHEMA), tmp)
+
+
+if __name__ == "__main__":
+    run(main)

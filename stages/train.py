@@ -1,0 +1,66 @@
+"""Stage train@<dataset>-<direction>: fit one captioner and record how its training went.
+
+Reads data/prepared/<dataset>/{vocab.json,captions.parquet} and data/features/<dataset>.h5.
+Writes data/models/<dataset>/<direction>.pt (layout: fillblank/model.py) and
+metrics/train/<dataset>-<direction>.{json,csv} (metrics and curves: fillblank/train.py).
+
+While it runs, data/models/<dataset>/<direction>.resume.pt holds the last finished epoch:
+stop it any way at all (kill -9 included) and run it again (`dvc repro`) to go on from
+there. That file is deliberately no DVC output. DVC deletes outputs before re-running a
+stage; `persist: true` would keep it, but DVC would then also cache, push and check out
+every half-trained state with the commits, and demand the file exist after a finished
+run. Instead the file names the settings and input hashes it belongs to, is used only
+when they match, and is removed once the model is written.
+
+Several processes: `torchrun --nproc_per_node N -m stages.train <dataset> <direction>`.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch.distributed as dist
+
+from fillblank import params as params_module
+from fillblank.atomic import write_text
+from fillblank.data import sources
+from fillblank.errors import run
+from fillblank.model import save_checkpoint
+from fillblank.train import DIRECTIONS, curves_csv, distributed, examples, fit, load_data
+
+EXAMPLES = 5  # greedy captions printed as a sanity check of the finished model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=sources.NAMES)
+    parser.add_argument("direction", choices=DIRECTIONS)
+    parser.add_argument("--prepared", type=Path, default=None, help="default: data/prepared/<dataset>")
+    parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
+    parser.add_argument("--model", type=Path, default=None, help="default: data/models/<dataset>/<direction>.pt")
+    parser.add_argument("--metrics", type=Path, default=None, help="default: metrics/train/<dataset>-<direction>.json")
+    args = parser.parse_args()
+    settings = params_module.load().train.settings(args.dataset)
+    prepared = args.prepared or Path("data/prepared") / args.dataset
+    features = args.features or Path("data/features") / f"{args.dataset}.h5"
+    model_path = args.model or Path("data/models") / args.dataset / f"{args.direction}.pt"
+    metrics = args.metrics or Path("metrics/train") / f"{args.dataset}-{args.direction}.json"
+    resume = model_path.with_suffix(".resume.pt")
+
+    with distributed():
+        data = load_data(prepared / "vocab.json", prepared / "captions.parquet", features, args.direction)
+        result = fit(settings, data, resume)
+        if dist.is_initialized() and dist.get_rank() != 0:
+            return
+    save_checkpoint(model_path, result.model, {"dataset": args.dataset, **result.config}, data.vocab)
+    write_text(metrics.with_suffix(".csv"), curves_csv(result.history))
+    write_text(metrics, json.dumps(result.metrics(), indent=1) + "\n")
+    resume.unlink(missing_ok=True)
+    summary = result.metrics()
+    print(f"{args.dataset} {args.direction}: val perplexity {summary['best_val_perplexity']:.3f} at epoch "
+          f"{summary['best_epoch']} of {summary['epochs']}, {summary['tokens_per_second']:.0f} tokens/s; greedy captions:")
+    print("\n".join(examples(result.model, data, EXAMPLES)))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,80 @@
+"""Blank sets: a centred run of round(ratio * n) words, a word kept on each side."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_stage
+from fillblank import params
+from fillblank.blanks import SCHEMA, cut, table
+from fillblank.errors import UserError
+
+
+def test_a_blank_is_a_centred_run_of_words():
+    words = "a red circle is left of a blue square".split()  # 9 words
+    assert cut(words, 0.25) == (["a", "red", "circle"], ["is", "left"], ["of", "a", "blue", "square"])
+    assert cut(words, 0.5) == (["a", "red"], ["circle", "is", "left", "of", "a"], ["blue", "square"])
+    assert cut(words, 0.75) == (["a"], ["red", "circle", "is", "left", "of", "a", "blue"], ["square"])
+
+
+@pytest.mark.parametrize(
+    "caption, ratio, blank",
+    [
+        ("one two three four", 0.5, "two three"),
+        ("one two three four five", 0.5, "two three four"),  # 2.5 rounds up to 3 (Python's round gives 2)
+        ("one two three four five", 0.1, "three"),  # the odd word out stays on the right
+        ("one two three", 0.75, "two"),  # 2.25 -> 2, but a word stays on each side
+        ("one two three", 0.1, "two"),  # 0.3 -> 0, but at least one word goes
+        ("one two", 0.75, "one"),  # too short for a word on each side: one on the right
+        ("one", 0.5, "one"),
+    ],
+)
+def test_blank_lengths_at_the_edges(caption, ratio, blank):
+    words = caption.split()
+    left, cut_words, right = cut(words, ratio)
+    assert " ".join(cut_words) == blank
+    assert left + cut_words + right == words
+
+
+def test_the_blank_set_has_a_row_per_test_caption_and_ratio():
+    captions = pa.table({
+        "image_id": [7, 7, 3, 9],
+        "split": ["test", "test", "train", "test"],
+        "sentence_id": [71, 70, 30, 90],
+        "tokens": [["a", "big", "red", "ball"], ["a", "ball"], ["not", "used"], ["two", "blue", "squares"]],
+    })
+    blanks = table(captions, [0.25, 0.75])
+    assert blanks.schema == SCHEMA
+    rows = blanks.to_pylist()
+    assert [(r["blank_id"], r["sentence_id"], r["ratio"]) for r in rows] == [
+        (0, 70, 0.25), (1, 70, 0.75), (2, 71, 0.25), (3, 71, 0.75), (4, 90, 0.25), (5, 90, 0.75)
+    ]
+    assert rows[3] == {"blank_id": 3, "image_id": 7, "sentence_id": 71, "ratio": 0.75, "left": ["a"], "blank": ["big", "red"], "right": ["ball"]}
+
+
+def test_an_empty_test_caption_is_named():
+    captions = pa.table({"image_id": [5], "split": ["test"], "sentence_id": [12], "tokens": pa.array([[]], pa.list_(pa.string()))})
+    with pytest.raises(UserError, match="test caption 12 \\(image 5\\) has no words"):
+        table(captions, [0.5])
+
+
+@pytest.mark.parametrize("ratios", ["[0.5, 1.0]", "[0]", "[]"])
+def test_ratios_outside_zero_one_stop_before_any_work(params_file, ratios):
+    with pytest.raises(UserError, match="blanks.ratios"):
+        params.load(params_file({"ratios: [0.25, 0.5, 0.75]": f"ratios: {ratios}"}))
+
+
+def test_the_stage_writes_the_blank_set(tmp_path, params_file):
+    params_file({"ratios: [0.25, 0.5, 0.75]": "ratios: [0.5]"})
+    captions = pa.table({
+        "image_id": [1, 2], "filename": ["1.png", "2.png"], "split": ["test", "val"], "sentence_id": [10, 20],
+        "raw": ["A red ball.", "x"], "tokens": [["a", "red", "ball"], ["x"]],
+    })
+    pq.write_table(captions, tmp_path / "captions.parquet")
+    result = run_stage("blanks", "shapes", "--captions", "captions.parquet", "--out", "out/blanks.parquet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert pq.read_table(tmp_path / "out/blanks.parquet").to_pylist() == [
+        {"blank_id": 0, "image_id": 1, "sentence_id": 10, "ratio": 0.5, "left": ["a"], "blank": ["red"], "right": ["ball"]}
+    ]
+    missing = run_stage("blanks", "shapes", "--captions", "nowhere.parquet", cwd=tmp_path)
+    assert (missing.returncode, missing.stderr) == (2, "error: nowhere.parquet: no such file (run the prepare stage first)\n")

@@ -1,0 +1,307 @@
+"""The `fillblank` command, run as a user runs it, on `shapes` captioners trained in this session."""
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO
+from fillblank import blanks, cli, decode, features, params, train
+from fillblank.data import karpathy
+from fillblank.data.sources import shapes
+from fillblank.data.text import END_ID, START_ID, Vocab
+from fillblank.errors import UserError
+from fillblank.model import load_checkpoint, save_checkpoint
+from fillblank.params import ShapesSource, TrainSettings
+
+# Small enough to build in about a minute on two cores, large enough to fill blanks well.
+SHAPES = ShapesSource(seed=0, train=300, val=30, test=30, image_size=64)
+TRAIN = TrainSettings(
+    seed=0, embed=64, hidden=128, dropout=0.2, lr=0.003, rms_decay=0.99, clip=5.0, batch_size=25, max_epochs=20, patience=5
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project folder as `dvc repro` leaves it, for a small `shapes`: params.yaml, the
+    prepared captions, the features and both captioners, all made by the library. It takes
+    about a minute, so the tests that use it are marked slow."""
+    root = tmp_path_factory.mktemp("project")
+    with cli.one_thread():  # small models: a second thread costs more than it gives
+        build(root)
+    return root
+
+
+def build(root: Path) -> None:
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    raw, prepared, models = root / "data/raw/shapes", root / "data/prepared/shapes", root / "data/models/shapes"
+    shapes.fetch(raw, SHAPES)
+    captions = karpathy.read(raw / "dataset_shapes.json")
+    prepared.mkdir(parents=True)
+    train_words = captions.filter(pc.equal(captions["split"], "train"))["tokens"].to_pylist()
+    Vocab.build(train_words, params.load(root / "params.yaml").prepare.min_count).save(prepared / "vocab.json")
+    pq.write_table(captions, prepared / "captions.parquet")
+    images = sorted(set(zip(captions["image_id"].to_pylist(), captions["filename"].to_pylist())))
+    h5 = root / "data/features/shapes.h5"
+    net = features.backbone("efficientnet_lite0", "IMAGENET1K")
+    features.extract(images, [raw / "images/shapes.zip"], h5, h5.with_suffix(".skipped.json"), net, 16, 0, 0.0)
+    for direction in train.DIRECTIONS:
+        data = train.load_data(prepared / "vocab.json", prepared / "captions.parquet", h5, direction)
+        result = train.fit(TRAIN, data, root / f"{direction}.resume.pt")
+        save_checkpoint(models / f"{direction}.pt", result.model, {"dataset": "shapes", **result.config}, data.vocab)
+
+
+@pytest.fixture
+def in_project(project, monkeypatch) -> Path:
+    monkeypatch.chdir(project)
+    return project
+
+
+def image_file(project: Path, image_id: int, dest: Path) -> Path:
+    """A `shapes` image as a user has it: a PNG file of its own."""
+    with zipfile.ZipFile(project / "data/raw/shapes/images/shapes.zip") as archive:
+        path = dest / f"{image_id:05d}.png"
+        path.write_bytes(archive.read(f"shapes/{image_id:05d}.png"))
+    return path
+
+
+def fillblank(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `fillblank ARGS` in this process: (exit status, stdout, stderr)."""
+    try:
+        cli.main(list(args))
+        status = 0
+    except SystemExit as stop:
+        status = stop.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def fill_json(capsys, *args: str) -> dict:
+    status, out, err = fillblank(capsys, "fill", "--json", *args)
+    assert status == 0, err
+    return json.loads(out)
+
+
+def sentence_score(vocab: Vocab, project: Path, image: torch.Tensor, words: list[str]) -> float:
+    """S(Y) of a whole sentence by the captioners' batch `forward`, not the decoders' `step`."""
+    total = 0.0
+    for direction, ordered in (("forward", words), ("backward", words[::-1])):
+        model = load_checkpoint(project / f"data/models/shapes/{direction}.pt", vocab)
+        tokens = torch.tensor([[START_ID, *vocab.ids(ordered)]])  # shape: (1, T)
+        targets = torch.tensor([[*vocab.ids(ordered), END_ID]])  # shape: (1, T)
+        with torch.no_grad():
+            total += model(image, tokens).gather(2, targets[..., None]).sum().item()
+    return total
+
+
+# ---------------------------------------------------------------------------- the caption
+
+
+def test_the_caption_is_split_at_its_blank_and_normalised_like_the_training_captions():
+    caption = cli.parse_caption("A dog ___ in the SNOW!")
+    assert (caption.left, caption.right) == (["a", "dog"], ["in", "the", "snow"])
+    assert cli.parse_caption("_____ at the top").left == []  # a longer line is the same blank
+
+
+@pytest.mark.parametrize(
+    "caption, message",
+    [
+        ("a dog in the snow", "has no blank"),
+        ("a ___ in the ___", "has 2 blanks"),
+        (b"a d\xf6g ___".decode(errors="surrogateescape"), "not UTF-8"),  # as Python hands over such argv bytes
+    ],
+    ids=["no-blank", "two-blanks", "not-utf8"],
+)
+def test_a_caption_must_be_text_with_exactly_one_blank(capsys, tmp_path, caption, message):
+    status, out, err = fillblank(capsys, "fill", "--image", str(tmp_path / "any.png"), "--caption", caption)
+    assert status == 2 and out == ""
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def png(path: Path) -> Path:
+    Image.new("RGB", (64, 64), (220, 40, 40)).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "no such image file"), (b"not an image at all", "not a readable image"), ("truncated", "not a readable image")],
+    ids=["missing", "not-an-image", "truncated"],
+)
+def test_an_unreadable_image_is_one_line(capsys, tmp_path, content, message):
+    path = tmp_path / "photo.png"
+    if content == "truncated":
+        content = png(tmp_path / "whole.png").read_bytes()[:100]
+    if content is not None:
+        path.write_bytes(content)
+    status, _, err = fillblank(capsys, "fill", "--image", str(path), "--caption", "a ___ circle")
+    assert status == 2
+    assert err.startswith(f"error: {path}: {message}") and err.count("\n") == 1
+
+
+def test_without_trained_models_it_says_how_to_train_them(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    image = png(tmp_path / "photo.png")
+    status, _, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a ___ circle")
+    assert status == 2 and err.count("\n") == 1
+    assert "no trained models for shapes yet" in err and "data/models/shapes" in err and "dvc repro train" in err
+
+    status, _, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a ___ circle", "--models", str(tmp_path))
+    assert status == 2 and f"missing in {tmp_path}" in err
+
+
+@pytest.mark.parametrize("option, value", [("--length", "0"), ("--length", "two"), ("--top", "0"), ("--method", "greedy")])
+def test_bad_option_values_are_refused_before_any_work(capsys, option, value):
+    status, _, err = fillblank(capsys, "fill", "--image", "x.png", "--caption", "a ___", option, value)
+    assert status == 2 and option in err
+
+
+def test_the_console_script_exits_with_status_2_and_one_line(tmp_path):
+    command = Path(sys.executable).parent / "fillblank"
+    result = subprocess.run(
+        [command, "fill", "--image", "photo.jpg", "--caption", "no blank here"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: caption 'no blank here' has no blank: mark the missing words with ___\n"
+
+
+# ---------------------------------------------------------------------------- help and methods
+
+
+def test_help_explains_every_option():
+    top = cli.parser()
+    commands = next(action for action in top._actions if action.dest == "command")
+    for name, sub in [("fillblank", top), *commands.choices.items()]:
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    fill_help = commands.choices["fill"].format_help()
+    for option in ("--image", "--caption", "--length", "--method", "--top", "--dataset", "--models", "--json"):
+        assert option in fill_help
+
+
+def test_methods_lists_every_method_with_its_settings(capsys):
+    status, out, _ = fillblank(capsys, "methods")
+    assert status == 0
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert list(lines) == list(decode.METHODS)
+    assert lines["bibs_unknown"].endswith("(unknown length)")
+    assert lines["bibs"].endswith("(known and unknown length)")
+
+
+# ---------------------------------------------------------------------------- filling
+
+
+@pytest.mark.slow
+def test_fill_prints_the_best_fills_with_their_scores(capsys, in_project, tmp_path):
+    image = image_file(in_project, SHAPES.train + SHAPES.val, tmp_path)
+    status, out, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "there ___ in the picture", "--top=3")
+    assert status == 0, err
+    header, *rows = out.splitlines()
+    assert header.startswith("there ___ in the picture")
+    assert 1 <= len(rows) <= 3
+    scores = [float(row.split()[1]) for row in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert all(row.split(None, 2)[2].startswith("there [") and row.endswith("] in the picture") for row in rows)
+
+
+@pytest.mark.slow
+def test_json_fills_keep_the_context_and_the_given_length_and_score_the_whole_sentence(capsys, in_project, tmp_path):
+    image = image_file(in_project, SHAPES.train + SHAPES.val + 1, tmp_path)
+    result = fill_json(capsys, "--image", str(image), "--caption", "A small ___ is at the top.", "--length=2", "--top=4")
+    assert (result["left"], result["right"]) == (["a", "small"], ["is", "at", "the", "top"])
+    assert (result["length"], result["unknown_words"]) == (2, [])
+    assert len(result["fills"]) == 4
+    vocab = Vocab.load(in_project / "data/prepared/shapes/vocab.json")
+    feature = cli.image_features(cli.read_image(image), in_project / "data/features/shapes.h5")  # shape: (1, D)
+    for entry in result["fills"]:
+        assert len(entry["fill"]) == 2
+        assert entry["sentence"] == " ".join(["a", "small", *entry["fill"], "is", "at", "the", "top"])
+        expected = sentence_score(vocab, in_project, feature, entry["sentence"].split())
+        assert entry["score"] == pytest.approx(expected, abs=1e-3)
+    assert [e["score"] for e in result["fills"]] == sorted((e["score"] for e in result["fills"]), reverse=True)
+
+
+@pytest.mark.slow
+def test_words_outside_the_vocabulary_are_reported_not_hidden(capsys, in_project, tmp_path):
+    image = image_file(in_project, 0, tmp_path)
+    status, out, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a zebra ___ left of a gnu", "--length=1")
+    assert status == 0
+    assert "not in the shapes vocabulary, read as <unk>: zebra, gnu" in err
+    assert out.splitlines()[1].split(None, 2)[2].startswith("a zebra [")  # the user's words are printed as given
+
+    result = fill_json(capsys, "--image", str(image), "--caption", "a zebra ___ left of a gnu", "--length", "1")
+    assert result["unknown_words"] == ["zebra", "gnu"]
+
+
+@pytest.mark.slow
+def test_one_way_methods_give_one_fill_and_bibs_unknown_needs_auto_length(capsys, in_project, tmp_path):
+    image = image_file(in_project, 0, tmp_path)
+    result = fill_json(capsys, "--image", str(image), "--caption", "there is ___ shape in the image", "--method", "forward")
+    assert len(result["fills"]) == 1
+
+    status, _, err = fillblank(
+        capsys, "fill", "--image", str(image), "--caption", "a ___ circle", "--method", "bibs_unknown", "--length", "1"
+    )
+    assert status == 2 and "unknown-length setting only" in err
+
+
+@pytest.mark.slow
+def test_models_elsewhere_are_found_with_models_dir(capsys, in_project, tmp_path):
+    elsewhere = tmp_path / "mine"
+    shutil.copytree(in_project / "data/models/shapes", elsewhere)
+    image = image_file(in_project, 0, tmp_path)
+    result = fill_json(capsys, "--image", str(image), "--caption", "a ___ circle", "--models", str(elsewhere), "--top", "1")
+    assert len(result["fills"]) == 1
+
+
+# ---------------------------------------------------------------------------- the image's features
+
+
+@pytest.mark.slow
+def test_the_image_goes_through_the_backbone_and_transform_the_features_file_records(project, tmp_path):
+    h5 = project / "data/features/shapes.h5"
+    with h5py.File(h5) as file:
+        recorded = file["features"][[3, 40]]
+        image_ids = file["image_ids"][[3, 40]]
+    for image_id, row in zip(image_ids, recorded):
+        computed = cli.image_features(cli.read_image(image_file(project, int(image_id), tmp_path)), h5)
+        np.testing.assert_allclose(computed[0].numpy(), row, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_features_made_with_another_transform_are_refused(project, tmp_path):
+    h5 = tmp_path / "shapes.h5"
+    shutil.copy(project / "data/features/shapes.h5", h5)
+    with h5py.File(h5, "a") as file:
+        file.attrs["transform"] = "Resize(128)"
+    with pytest.raises(UserError, match="records transform 'Resize\\(128\\)', but efficientnet_lite0 here gives"):
+        cli.image_features(cli.read_image(image_file(project, 0, tmp_path)), h5)
+
+
+# ---------------------------------------------------------------------------- what it must show
+
+
+@pytest.mark.slow
+def test_the_top_fill_is_the_original_words_for_most_test_blanks_at_ratio_a_quarter(capsys, in_project, tmp_path):
+    captions = pq.read_table(in_project / "data/prepared/shapes/captions.parquet")
+    test = blanks.table(captions, [0.25]).to_pylist()[::5]  # the first caption of each test image
+    right = 0
+    for row in test:
+        image = image_file(in_project, row["image_id"], tmp_path)
+        caption = " ".join([*row["left"], "___", *row["right"]])
+        result = fill_json(capsys, "--image", str(image), "--caption", caption, "--top", "1")
+        right += result["fills"][0]["fill"] == row["blank"]
+    assert right > len(test) / 2, f"{right} of {len(test)}"
