@@ -9,62 +9,22 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO
-from fillblank import blanks, cli, decode, features, params, train
-from fillblank.data import karpathy
-from fillblank.data.sources import shapes
+from conftest import SHAPES
+from fillblank import blanks, cli, decode
 from fillblank.data.text import END_ID, START_ID, Vocab
 from fillblank.errors import UserError
-from fillblank.model import load_checkpoint, save_checkpoint
-from fillblank.params import ShapesSource, TrainSettings
-
-# Small enough to build in about a minute on two cores, large enough to fill blanks well.
-SHAPES = ShapesSource(seed=0, train=300, val=30, test=30, image_size=64)
-TRAIN = TrainSettings(
-    seed=0, embed=64, hidden=128, dropout=0.2, lr=0.003, rms_decay=0.99, clip=5.0, batch_size=25, max_epochs=20, patience=5
-)
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A project folder as `dvc repro` leaves it, for a small `shapes`: params.yaml, the
-    prepared captions, the features and both captioners, all made by the library. It takes
-    about a minute, so the tests that use it are marked slow."""
-    root = tmp_path_factory.mktemp("project")
-    with cli.one_thread():  # small models: a second thread costs more than it gives
-        build(root)
-    return root
-
-
-def build(root: Path) -> None:
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    raw, prepared, models = root / "data/raw/shapes", root / "data/prepared/shapes", root / "data/models/shapes"
-    shapes.fetch(raw, SHAPES)
-    captions = karpathy.read(raw / "dataset_shapes.json")
-    prepared.mkdir(parents=True)
-    train_words = captions.filter(pc.equal(captions["split"], "train"))["tokens"].to_pylist()
-    Vocab.build(train_words, params.load(root / "params.yaml").prepare.min_count).save(prepared / "vocab.json")
-    pq.write_table(captions, prepared / "captions.parquet")
-    images = sorted(set(zip(captions["image_id"].to_pylist(), captions["filename"].to_pylist())))
-    h5 = root / "data/features/shapes.h5"
-    net = features.backbone("efficientnet_lite0", "IMAGENET1K")
-    features.extract(images, [raw / "images/shapes.zip"], h5, h5.with_suffix(".skipped.json"), net, 16, 0, 0.0)
-    for direction in train.DIRECTIONS:
-        data = train.load_data(prepared / "vocab.json", prepared / "captions.parquet", h5, direction)
-        result = train.fit(TRAIN, data, root / f"{direction}.resume.pt")
-        save_checkpoint(models / f"{direction}.pt", result.model, {"dataset": "shapes", **result.config}, data.vocab)
+from fillblank.model import load_checkpoint
 
 
 @pytest.fixture
-def in_project(project, monkeypatch) -> Path:
-    monkeypatch.chdir(project)
-    return project
+def in_project(shapes_project, monkeypatch) -> Path:
+    monkeypatch.chdir(shapes_project)
+    return shapes_project
 
 
 def image_file(project: Path, image_id: int, dest: Path) -> Path:
@@ -271,24 +231,24 @@ def test_models_elsewhere_are_found_with_models_dir(capsys, in_project, tmp_path
 
 
 @pytest.mark.slow
-def test_the_image_goes_through_the_backbone_and_transform_the_features_file_records(project, tmp_path):
-    h5 = project / "data/features/shapes.h5"
+def test_the_image_goes_through_the_backbone_and_transform_the_features_file_records(shapes_project, tmp_path):
+    h5 = shapes_project / "data/features/shapes.h5"
     with h5py.File(h5) as file:
         recorded = file["features"][[3, 40]]
         image_ids = file["image_ids"][[3, 40]]
     for image_id, row in zip(image_ids, recorded):
-        computed = cli.image_features(cli.read_image(image_file(project, int(image_id), tmp_path)), h5)
+        computed = cli.image_features(cli.read_image(image_file(shapes_project, int(image_id), tmp_path)), h5)
         np.testing.assert_allclose(computed[0].numpy(), row, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow
-def test_features_made_with_another_transform_are_refused(project, tmp_path):
+def test_features_made_with_another_transform_are_refused(shapes_project, tmp_path):
     h5 = tmp_path / "shapes.h5"
-    shutil.copy(project / "data/features/shapes.h5", h5)
+    shutil.copy(shapes_project / "data/features/shapes.h5", h5)
     with h5py.File(h5, "a") as file:
         file.attrs["transform"] = "Resize(128)"
     with pytest.raises(UserError, match="records transform 'Resize\\(128\\)', but efficientnet_lite0 here gives"):
-        cli.image_features(cli.read_image(image_file(project, 0, tmp_path)), h5)
+        cli.image_features(cli.read_image(image_file(shapes_project, 0, tmp_path)), h5)
 
 
 # ---------------------------------------------------------------------------- what it must show

@@ -187,8 +187,8 @@ def test_bibs_keeps_the_m_best_fills_with_their_true_scores():
             assert len(found) == 4 and len({tuple(fill) for fill, _ in found}) == 4
             scores = [score for _, score in found]
             assert scores == sorted(scores, reverse=True)
-            for fill, score in found:
-                assert score == pytest.approx(true_score(models, blanks.features[n], blanks.left[n] + fill + blanks.right[n]), abs=1e-4)
+            for words, score in found:
+                assert score == pytest.approx(true_score(models, blanks.features[n], blanks.left[n] + words + blanks.right[n]), abs=1e-4)
 
 
 def test_a_batch_of_blanks_decodes_as_each_blank_alone():

@@ -29,11 +29,12 @@ bibs_unknown [BiRNN-BSMP, meeting point], unknown length only:
   2. A fill of length t meets at a word w with i words before it from the forward search
      and t-1-i after it from the backward one. For each t, the best meeting over all i and
      w (forward score + backward score, both including w) gives one candidate fill.
-  3. The length is the one whose meeting candidate has the highest true S(Y); BiBS then
-     fills a blank of that length, and the answer is the best S(Y) among BiBS's fills and
-     the `max_length` meeting candidates.
-  It costs two beam searches, one S(Y) per length and one BiBS, against BiBS at every
-  length for `bibs`; the chosen length is reported beside the true one by the evaluation.
+  3. The candidates are those meeting fills and every hypothesis of both searches (the
+     pool `fb_rerank` chooses from). The length is that of the candidate with the highest
+     true S(Y); BiBS then fills a blank of that length, and the answer is the best S(Y)
+     among BiBS's fills and all the candidates, so never below `fb_rerank`'s.
+  It costs two beam searches, the S(Y) of each candidate and one BiBS, against BiBS at
+  every length for `bibs`; the evaluation reports the chosen length beside the true one.
 """
 
 from functools import partial
@@ -93,15 +94,26 @@ def bibs(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[li
     return [fills[0][0] for fills in mbest(models, blanks, length, p)]
 
 
-def meetings(models: Models, blanks: Blanks, p: Fill) -> list[list[list[int]]]:
-    """For each blank, for each length 1 .. max_length, the fill of the best meeting."""
+def candidates(models: Models, blanks: Blanks, p: Fill) -> list[list[list[int]]]:
+    """For each blank, the same number of fills: for each length 1 .. max_length the fill of
+    the best meeting, then every hypothesis of the forward and the backward beam search."""
     n, steps = len(blanks), p.max_length
     forward = beam_search(models, blanks, steps, p.beam)
     backward = beam_search(models.mirrored(), blanks.mirrored(), steps, p.beam)
+    pools = [
+        [fill for beam in forward[1:] for fill in beam.tokens[b].tolist()]
+        + [fill[::-1] for beam in backward[1:] for fill in beam.tokens[b].tolist()]
+        for b in range(n)
+    ]
+    return [meet + pool for meet, pool in zip(meetings(forward, backward, steps), pools)]
+
+
+def meetings(forward: list[Beam], backward: list[Beam], steps: int) -> list[list[list[int]]]:
+    """For each blank, for each length 1 .. `steps`, the fill of the best meeting of the two searches."""
     ahead, ahead_from = best_after(forward)  # shape: (K, N, V)
     behind, behind_from = best_after(backward)  # shape: (K, N, V)
-    vocab = ahead.shape[2]
-    candidates: list[list[list[int]]] = [[] for _ in range(n)]
+    n, vocab = ahead.shape[1:]
+    found: list[list[list[int]]] = [[] for _ in range(n)]
     for length in range(1, steps + 1):
         meet = ahead[:length] + behind[:length].flip(0)  # shape: (t, N, V): i words before w, t-1-i after
         where = meet.permute(1, 0, 2).reshape(n, -1).argmax(1)  # shape: (N,)
@@ -109,8 +121,8 @@ def meetings(models: Models, blanks: Blanks, p: Fill) -> list[list[list[int]]]:
             j = length - 1 - i
             before = forward[i].tokens[b, ahead_from[i, b, w]].tolist()
             after = backward[j].tokens[b, behind_from[j, b, w]].tolist()
-            candidates[b].append(before + [w] + after[::-1])
-    return candidates
+            found[b].append(before + [w] + after[::-1])
+    return found
 
 
 def best_after(beams: list[Beam]) -> tuple[Tensor, Tensor]:
@@ -123,14 +135,14 @@ def best_after(beams: list[Beam]) -> tuple[Tensor, Tensor]:
 def bibs_unknown(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     if length is not None:
         raise UserError("bibs_unknown chooses the blank's length itself: it runs in the unknown-length setting only")
-    candidates = meetings(models, blanks, p)
-    rows = [n for n in range(len(blanks)) for _ in range(p.max_length)]
-    scores = fill_scores(partial(bidirectional, models), blanks, rows, [f for c in candidates for f in c]).view(len(blanks), -1)  # shape: (N, K)
-    chosen = (scores.argmax(1) + 1).tolist()
+    pool = candidates(models, blanks, p)
+    rows = [n for n, fills in enumerate(pool) for _ in fills]
+    scores = fill_scores(partial(bidirectional, models), blanks, rows, [f for fills in pool for f in fills]).view(len(blanks), -1)  # shape: (N, C)
+    chosen = [len(fills[i]) for fills, i in zip(pool, scores.argmax(1).tolist())]
     answers: list[list[int]] = [[] for _ in range(len(blanks))]
     for size in sorted(set(chosen)):
         index = [n for n, c in enumerate(chosen) if c == size]
         for n, seen in zip(index, search(models, blanks.take(index), size, p)):
-            seen.update({tuple(f): s for f, s in zip(candidates[n], scores[n].tolist())})
+            seen.update({tuple(f): s for f, s in zip(pool[n], scores[n].tolist()) if tuple(f) not in seen})
             answers[n] = ranked(seen, 1)[0][0]
     return answers
