@@ -89,12 +89,17 @@ def search(models: Models, blanks: Blanks, length: int | None, p: Fill) -> tuple
 
 def cap(blank: Tensor, bound: Tensor, blanks: int, limit: int) -> tuple[Tensor, Tensor]:
     """The rows to keep, at most `limit` per blank, those with the highest bounds, in their
-    order; and which blanks had more (blanks,)."""
+    order; and which blanks had more (blanks,). Each blank's rows are contiguous (the
+    search keeps them in blank order), so a blank over the limit is one slice to `topk`."""
     counts = torch.bincount(blank, minlength=blanks)  # shape: (N,)
     over = counts > limit  # shape: (N,)
     if not bool(over.any()):
         return torch.arange(len(blank), device=blank.device), over
-    order = bound.argsort(descending=True, stable=True)  # shape: (R,)
-    order = order[blank[order].argsort(stable=True)]  # shape: (R,), by blank, then bound
-    rank = torch.arange(len(order), device=blank.device) - (counts.cumsum(0) - counts)[blank[order]]  # shape: (R,)
-    return order[rank < limit].sort().values, over
+    keep = torch.ones(len(blank), dtype=torch.bool, device=blank.device)  # shape: (R,)
+    starts = (counts.cumsum(0) - counts).tolist()
+    for b in over.nonzero()[:, 0].tolist():
+        rows = slice(starts[b], starts[b] + int(counts[b]))
+        best = bound[rows].topk(limit, sorted=False).indices  # shape: (limit,)
+        keep[rows] = False
+        keep[starts[b] + best] = True
+    return keep.nonzero()[:, 0], over
