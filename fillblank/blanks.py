@@ -4,7 +4,8 @@ For ratio r and an n-word caption, k = round(r * n) words are removed (halves ro
 Python's `round` would send 2.5 to 2 but 3.5 to 4), at most n - 2 so that a word stays on
 each side whenever the caption allows, and at least one. The run is centred: (n - k) // 2
 words stay on the left, the odd one out goes to the right. There is no sampling: the same
-captions give the same blanks.
+captions give the same blanks. A quick run may take the captions of the first `images`
+test images only (by image id).
 
 Both settings use the same rows: in the known-length setting a method is given
 `len(blank)`, in the unknown-length setting it chooses the length itself.
@@ -52,11 +53,15 @@ def cut(words: Sequence[str], ratio: float) -> tuple[list[str], list[str], list[
     return list(words[:start]), list(words[start : start + length]), list(words[start + length :])
 
 
-def table(captions: pa.Table, ratios: Sequence[float]) -> pa.Table:
-    """The blank set of the test captions in `captions` (columns of captions.parquet)."""
+def table(captions: pa.Table, ratios: Sequence[float], images: int | None = None) -> pa.Table:
+    """The blank set of the test captions in `captions` (columns of captions.parquet), of
+    the first `images` test images if given."""
     test = captions.filter(pc.equal(captions["split"], "test")).sort_by("sentence_id")
     if test.num_rows == 0:
         raise UserError("no captions in the test split to blank")
+    if images is not None:
+        first = pc.unique(test["image_id"]).sort()[:images]
+        test = test.filter(pc.is_in(test["image_id"], first))
     rows = {name: [] for name in SCHEMA.names}
     for image_id, sentence_id, tokens in zip(*(test[name].to_pylist() for name in ("image_id", "sentence_id", "tokens"))):
         if not tokens:

@@ -101,6 +101,7 @@ class Blanks(Section):
     """The blank sets (fillblank/blanks.py): each test caption is cut once per ratio."""
 
     ratios: list[Annotated[float, Field(gt=0, lt=1)]] = Field(min_length=1)
+    test_images: Annotated[int, Field(gt=0)] | None  # the first N test images only (a quick run); null: all
 
 
 Method = Literal["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "exact"]

@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--captions", type=Path, default=None, help="default: data/prepared/<dataset>/captions.parquet")
     parser.add_argument("--out", type=Path, default=None, help="default: data/blanks/<dataset>.parquet")
     args = parser.parse_args()
-    ratios = params_module.load().blanks.ratios
+    settings = params_module.load().blanks
+    ratios = settings.ratios
     captions_path = args.captions or Path("data/prepared") / args.dataset / "captions.parquet"
     out = args.out or Path("data/blanks") / f"{args.dataset}.parquet"
 
@@ -34,7 +35,7 @@ def main() -> None:
         raise UserError(f"{captions_path}: no such file (run the prepare stage first)") from None
     except (pa.ArrowInvalid, OSError) as error:
         raise UserError(f"{captions_path}: not a readable captions table ({error})") from None
-    table = blanks.table(captions, ratios)
+    table = blanks.table(captions, ratios, settings.test_images)
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     lengths = pc.list_value_length(table["blank"]).to_pylist()

@@ -50,6 +50,8 @@ def test_the_blank_set_has_a_row_per_test_caption_and_ratio():
         (0, 70, 0.25), (1, 70, 0.75), (2, 71, 0.25), (3, 71, 0.75), (4, 90, 0.25), (5, 90, 0.75)
     ]
     assert rows[3] == {"blank_id": 3, "image_id": 7, "sentence_id": 71, "ratio": 0.75, "left": ["a"], "blank": ["big", "red"], "right": ["ball"]}
+    first_image = table(captions, [0.25, 0.75], images=1).to_pylist()  # a quick run: image 7's captions only
+    assert [(r["blank_id"], r["sentence_id"]) for r in first_image] == [(0, 70), (1, 70), (2, 71), (3, 71)]
 
 
 def test_an_empty_test_caption_is_named():
