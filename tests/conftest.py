@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from fillblank import cli, features, params, train
 from fillblank.data import karpathy
@@ -19,6 +20,37 @@ from fillblank.params import ShapesSource, TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FLICKR8K = REPO.parent / "shared" / "data" / "flickr8k-dev"
+
+
+def sh(*args: str, cwd: Path) -> str:
+    """Run a command with this environment's programs (dvc) first on PATH; its stdout, or a failure showing both outputs."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def clone(dest: Path, params: dict) -> Path:
+    """The project's files as a fresh clone has them (the working tree's, uncommitted changes
+    included, no pipeline outputs), in a new git repository, with `params` merged over params.yaml."""
+    files = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).split("\n")
+    for name in filter(None, files):
+        if (REPO / name).is_file() and not name.startswith(("data/", "metrics/", "reports/")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    merged = merge(yaml.safe_load((dest / "params.yaml").read_text()), params)
+    (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    sh("git", "init", "-q", cwd=dest)
+    return dest
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """`base` with `changes` written over it, key by key at every depth."""
+    merged = dict(base)
+    for key, value in changes.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = merge(base[key], value) if both else value
+    return merged
 
 
 def run_stage(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
