@@ -9,10 +9,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 repro: setup
 	dvc repro
 
-# The unit and pipeline tests, then the regression run on the committed metrics.
+# The tests (the slow ones include the pipeline on real Flickr8k data, when
+# ../shared/data/flickr8k-dev is there), then the regression run on the committed metrics.
 test: setup
 	.ci/install-chromium
 	pytest
+	$(MAKE) regression
 
 # `dvc repro` on `shapes`; then any metric that moved from the committed metrics/shapes.json,
 # or BiBS below a baseline on CIDEr, fails with a table of what moved.
