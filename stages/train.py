@@ -54,9 +54,9 @@ def main() -> None:
             return
     save_checkpoint(model_path, result.model, {"dataset": args.dataset, **result.config}, data.vocab)
     write_text(metrics.with_suffix(".csv"), curves_csv(result.history))
-    write_text(metrics, json.dumps(result.metrics(), indent=1) + "\n")
-    resume.unlink(missing_ok=True)
     summary = result.metrics()
+    write_text(metrics, json.dumps(summary, indent=1) + "\n")
+    resume.unlink(missing_ok=True)
     print(f"{args.dataset} {args.direction}: val perplexity {summary['best_val_perplexity']:.3f} at epoch "
           f"{summary['best_epoch']} of {summary['epochs']}, {summary['tokens_per_second']:.0f} tokens/s; greedy captions:")
     print("\n".join(examples(result.model, data, EXAMPLES)))

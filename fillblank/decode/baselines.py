@@ -72,9 +72,13 @@ def fb_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -> li
     steps = length or p.max_length
     forward_beams = choices(beam_search(models, blanks, steps, p.beam), length)
     backward_beams = choices(beam_search(models.mirrored(), blanks.mirrored(), steps, p.beam), length)
-    candidates = [
+    return best(blanks, pooled(forward_beams, backward_beams), partial(bidirectional, models))[0]
+
+
+def pooled(forward_beams: list[Beam], backward_beams: list[Beam]) -> list[list[list[int]]]:
+    """Each blank's hypotheses in `forward_beams` and, turned left to right, in `backward_beams`."""
+    return [
         [fill for beam in forward_beams for fill in beam.tokens[n].tolist()]
         + [fill[::-1] for beam in backward_beams for fill in beam.tokens[n].tolist()]
-        for n in range(len(blanks))
+        for n in range(forward_beams[0].tokens.shape[0])
     ]
-    return best(blanks, candidates, partial(bidirectional, models))[0]

@@ -42,7 +42,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from fillblank.decode.baselines import beam_search
+from fillblank.decode.baselines import beam_search, pooled
 from fillblank.decode.beam import Beam, handover, sweep
 from fillblank.decode.step import Blanks, Models, bidirectional, complete, fill_scores, select, side
 from fillblank.errors import UserError
@@ -97,15 +97,10 @@ def bibs(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[li
 def candidates(models: Models, blanks: Blanks, p: Fill) -> list[list[list[int]]]:
     """For each blank, the same number of fills: for each length 1 .. max_length the fill of
     the best meeting, then every hypothesis of the forward and the backward beam search."""
-    n, steps = len(blanks), p.max_length
+    steps = p.max_length
     forward = beam_search(models, blanks, steps, p.beam)
     backward = beam_search(models.mirrored(), blanks.mirrored(), steps, p.beam)
-    pools = [
-        [fill for beam in forward[1:] for fill in beam.tokens[b].tolist()]
-        + [fill[::-1] for beam in backward[1:] for fill in beam.tokens[b].tolist()]
-        for b in range(n)
-    ]
-    return [meet + pool for meet, pool in zip(meetings(forward, backward, steps), pools)]
+    return [meet + pool for meet, pool in zip(meetings(forward, backward, steps), pooled(forward[1:], backward[1:]))]
 
 
 def meetings(forward: list[Beam], backward: list[Beam], steps: int) -> list[list[list[int]]]:
