@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root, and a runner for stage modules as DVC runs them."""
+"""Shared helpers and fixtures: the repository root, a runner for stage modules as DVC runs
+them, fresh copies of the repository with params merged in, and a small trained `shapes`."""
 
 import os
 import shutil
