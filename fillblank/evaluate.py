@@ -36,7 +36,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
@@ -44,6 +43,7 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 from tqdm import tqdm
 
+from fillblank import tables
 from fillblank.errors import UserError
 
 COCO_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
@@ -107,15 +107,8 @@ def score(
 
 def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     """The named columns of a parquet file, list columns as Python lists."""
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (pa.ArrowInvalid, OSError) as error:
-        raise UserError(f"{path}: not a readable parquet file ({error})") from None
-    if missing := [name for name in columns if name not in table.column_names]:
-        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
-    frame = table.select(list(columns)).to_pandas()
+    table = tables.read(path, columns)
+    frame = table.to_pandas()
     for name in columns:
         if pa.types.is_list(table.schema.field(name).type):
             frame[name] = frame[name].map(list)

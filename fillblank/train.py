@@ -46,7 +46,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -56,6 +55,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from fillblank import features as image_features
 from fillblank.atomic import atomic_path
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError, run
@@ -97,10 +97,8 @@ def load_data(vocab: Path, captions: Path, features: Path, direction: str) -> Da
             raise UserError(f"{path}: no such file (run the stages before train)")
     words = Vocab.load(vocab)
     table = pd.read_parquet(captions, columns=["image_id", "split", "tokens"])
-    with h5py.File(features, "r") as file:
-        all_ids, all_features = file["image_ids"][:], file["features"][:]
     # The features stage leaves out images it cannot read (and says which); so do we.
-    seen = np.isin(table["image_id"].to_numpy(), all_ids)
+    seen = np.isin(table["image_id"].to_numpy(), image_features.stored_ids(features))
     if not seen.all():
         print(f"{features}: no features for {(~seen).sum()} captions of {captions}; training without them", file=sys.stderr)
     splits = {}
@@ -109,14 +107,13 @@ def load_data(vocab: Path, captions: Path, features: Path, direction: str) -> Da
         if rows.empty:
             raise UserError(f"{captions}: no captions in the {name} split with features in {features}")
         image_ids = np.unique(rows["image_id"].to_numpy())
-        found = np.searchsorted(all_ids, image_ids)
         tokens = np.full((len(rows), 2 + rows["tokens"].map(len).max()), PAD_ID, dtype=np.int64)
         for i, caption in enumerate(rows["tokens"]):
             ids = words.ids(caption[::-1] if direction == "backward" else caption)
             tokens[i, : len(ids) + 2] = [START_ID, *ids, END_ID]
         splits[name] = Split(
             image_ids=torch.from_numpy(image_ids),
-            features=torch.from_numpy(all_features[found].astype(np.float32)),
+            features=image_features.read(features, image_ids),
             rows=torch.from_numpy(np.searchsorted(image_ids, rows["image_id"].to_numpy())),
             tokens=torch.from_numpy(tokens),
             lengths=torch.from_numpy(rows["tokens"].map(len).to_numpy() + 1),

@@ -7,15 +7,14 @@ Reads data/prepared/<dataset>/captions.parquet; writes data/blanks/<dataset>.par
 import argparse
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fillblank import blanks
+from fillblank import blanks, tables
 from fillblank import params as params_module
 from fillblank.atomic import atomic_path
 from fillblank.data import sources
-from fillblank.errors import UserError, run
+from fillblank.errors import run
 
 
 def main() -> None:
@@ -29,12 +28,7 @@ def main() -> None:
     captions_path = args.captions or Path("data/prepared") / args.dataset / "captions.parquet"
     out = args.out or Path("data/blanks") / f"{args.dataset}.parquet"
 
-    try:
-        captions = pq.read_table(captions_path, columns=["image_id", "split", "sentence_id", "tokens"])
-    except FileNotFoundError:
-        raise UserError(f"{captions_path}: no such file (run the prepare stage first)") from None
-    except (pa.ArrowInvalid, OSError) as error:
-        raise UserError(f"{captions_path}: not a readable captions table ({error})") from None
+    captions = tables.read(captions_path, ["image_id", "split", "sentence_id", "tokens"], made_by="prepare")
     table = blanks.table(captions, ratios, settings.test_images)
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)

@@ -10,13 +10,12 @@ with its length unknown (`bibs_unknown`: unknown only).
 import argparse
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
-from fillblank import decode
+from fillblank import decode, tables
+from fillblank import features as image_features
 from fillblank import params as params_module
 from fillblank.atomic import atomic_path
 from fillblank.data import sources
@@ -24,29 +23,6 @@ from fillblank.data.text import Vocab
 from fillblank.decode.step import Blanks, Models
 from fillblank.errors import UserError, run
 from fillblank.model import load_checkpoint
-
-
-def read_blanks(path: Path) -> pa.Table:
-    try:
-        return pq.read_table(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file (run the blanks stage first)") from None
-    except (pa.ArrowInvalid, OSError) as error:
-        raise UserError(f"{path}: not a readable blank set ({error})") from None
-
-
-def read_features(path: Path, image_ids: np.ndarray) -> torch.Tensor:
-    """The feature rows of `image_ids`, in their order: (N, D)."""
-    try:
-        with h5py.File(path, "r") as file:
-            known, features = file["image_ids"][:], file["features"]
-            rows = np.searchsorted(known, image_ids).clip(max=len(known) - 1)
-            if (missing := np.unique(image_ids[known[rows] != image_ids])).size:
-                raise UserError(f"{path}: no features for {missing.size} of the blank set's images (image {missing[0]} first)")
-            unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads sorted, distinct rows
-            return torch.from_numpy(features[unique].astype(np.float32)[inverse])
-    except (FileNotFoundError, OSError, KeyError) as error:
-        raise UserError(f"{path}: not a readable features file ({error})") from None
 
 
 def main() -> None:
@@ -68,9 +44,9 @@ def main() -> None:
         raise UserError(f"{vocab_path}: no such file (run the prepare stage first)")
     vocab = Vocab.load(vocab_path)
     models = Models(load_checkpoint(models_dir / "forward.pt", vocab), load_checkpoint(models_dir / "backward.pt", vocab))
-    table = read_blanks(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet")
+    table = tables.read(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet", ["blank_id", "image_id", "left", "blank", "right"], made_by="blanks")
     left, blank, right = (table[name].to_pylist() for name in ("left", "blank", "right"))
-    features = read_features(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
+    features = image_features.read(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
     blanks = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
 
     columns = {name: [] for name in decode.SCHEMA.names}
