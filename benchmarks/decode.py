@@ -1,30 +1,39 @@
-"""Decoding speed on a captioner of Flickr8k size, with random weights.
+"""Decoding speed on captioners of Flickr8k size, random or trained.
 
 Prints, for each method and batch of blanks, blanks per second (batching should make it
 grow with the batch), the FLOP rate of the captioner's steps against a plain `torch.mm` of
 the decoder's shape on this machine, and, from the same run, the time of BiBS over that of
-forward beam search (target: at most 4).
+forward beam search (target: at most 4), beside the ratio of the work they ask of the
+captioners (rows through `step`). Every method fills the same blanks; each time is the
+best of `--repeats` runs, the methods taking turns, as this machine's speed drifts.
 
 The captioner is `fillblank.model.Captioner` (hidden 512, embed 512, vocabulary 2,500,
 features 1,280 as efficientnet_lite0 gives), the captions have 12 words and the blanks are
 cut at ratio 0.5 (6 words), beam 7; the other settings are the `fill` section of
-params.yaml. A random captioner is a hard case for BiBS: its beams rarely settle, so it runs
-all `fill.sweeps` sweeps, where a trained one often stops after one or two.
+params.yaml. A random captioner is the worst case for BiBS: its beams never settle, so every
+blank runs all `fill.sweeps` sweeps. `--dataset flickr8k` measures instead the pipeline's
+trained captioners of that dataset (data/models/flickr8k, after `dvc repro`) on its test
+blanks at ratio 0.5, those of the most common length, where BiBS stops each blank once its
+sweeps find nothing new.
 
-    python benchmarks/decode.py [--batches 1 8 32] [--methods forward bibs] [--threads 2] [--sweeps 2] [--m-best 3]
+    python benchmarks/decode.py [--dataset flickr8k] [--batches 1 8 32] [--methods forward bibs] [--threads 2] [--sweeps 2] [--m-best 3]
 """
 
 import argparse
+import math
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from fillblank import params
+from fillblank import features, params, tables
 from fillblank.blanks import cut
-from fillblank.data.text import SPECIALS
+from fillblank.data.text import SPECIALS, Vocab
 from fillblank.decode import METHODS
 from fillblank.decode.step import Blanks, Models
-from fillblank.model import Captioner
+from fillblank.model import Captioner, load_checkpoint
+from fillblank.train import DIRECTIONS
 
 VOCAB, HIDDEN, EMBED, FEATURES, WORDS, RATIO, BEAM = 2500, 512, 512, 1280, 12, 0.5, 7
 
@@ -35,73 +44,109 @@ class Counted:
     def __init__(self, model: Captioner):
         self.model, self.rows = model, 0
 
-    def init(self, features):
-        return self.model.init(features)
+    def init(self, images):
+        return self.model.init(images)
 
     def step(self, tokens, state):
         self.rows += tokens.shape[0]
         return self.model.step(tokens, state)
 
 
-def step_flops() -> int:
+def step_flops(sizes: dict) -> int:
     """Multiply-adds x 2 of one step of one row: the LSTM's gates and the output layer."""
-    return 2 * (4 * HIDDEN * (EMBED + HIDDEN) + HIDDEN * VOCAB)
+    return 2 * (4 * sizes["hidden"] * (sizes["embed"] + sizes["hidden"]) + sizes["hidden"] * sizes["vocab_size"])
 
 
-def mm_gflops(rows: int, seconds: float = 2.0) -> float:
+def mm_gflops(rows: int, hidden: int, vocab: int, seconds: float = 2.0) -> float:
     """GFLOP/s of torch.mm at the decoder's shape: (rows, hidden) x (hidden, vocabulary)."""
-    a, b = torch.randn(rows, HIDDEN), torch.randn(HIDDEN, VOCAB)
+    a, b = torch.randn(rows, hidden), torch.randn(hidden, vocab)
     torch.mm(a, b)
     count, began = 0, time.perf_counter()
     while time.perf_counter() - began < seconds:
         torch.mm(a, b)
         count += 1
-    return 2 * rows * HIDDEN * VOCAB * count / (time.perf_counter() - began) / 1e9
+    return 2 * rows * hidden * vocab * count / (time.perf_counter() - began) / 1e9
 
 
-def blanks(count: int, generator: torch.Generator) -> tuple[Blanks, int]:
-    captions = torch.randint(len(SPECIALS), VOCAB, (count, WORDS), generator=generator).tolist()
-    sides = [cut(caption, RATIO) for caption in captions]
-    features = torch.randn(count, FEATURES, generator=generator)
-    return Blanks(features, [left for left, _, _ in sides], [right for _, _, right in sides]), len(sides[0][1])
+Draw = Callable[[int], tuple[Blanks, int]]  # a batch of this many blanks, and their length
+
+
+def random_captioner() -> tuple[Models, Draw]:
+    """Two random captioners of Flickr8k size, and blanks cut from random 12-word captions."""
+    torch.manual_seed(0)
+    models = Models(*(Counted(Captioner(VOCAB, FEATURES, EMBED, HIDDEN, dropout=0.0).eval()) for _ in DIRECTIONS))
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(count: int) -> tuple[Blanks, int]:
+        captions = torch.randint(len(SPECIALS), VOCAB, (count, WORDS), generator=generator).tolist()
+        sides = [cut(caption, RATIO) for caption in captions]
+        images = torch.randn(count, FEATURES, generator=generator)
+        return Blanks(images, [left for left, _, _ in sides], [right for _, _, right in sides]), len(sides[0][1])
+
+    return models, draw
+
+
+def trained_captioner(dataset: str) -> tuple[Models, Draw]:
+    """The pipeline's captioners of `dataset`, and its test blanks at `RATIO` of the most common length."""
+    vocab = Vocab.load(Path("data/prepared") / dataset / "vocab.json")
+    models = Models(*(Counted(load_checkpoint(Path("data/models") / dataset / f"{d}.pt", vocab)) for d in DIRECTIONS))
+    table = tables.read(Path("data/blanks") / f"{dataset}.parquet", ["image_id", "ratio", "left", "blank", "right"], made_by="blanks").to_pandas()
+    rows = table[table["ratio"] == RATIO]
+    length = int(rows["blank"].map(len).mode()[0])
+    rows = rows[rows["blank"].map(len) == length]
+    images = features.read(Path("data/features") / f"{dataset}.h5", rows["image_id"].to_numpy())
+    every = Blanks(images, [vocab.ids(list(words)) for words in rows["left"]], [vocab.ids(list(words)) for words in rows["right"]])
+
+    def draw(count: int) -> tuple[Blanks, int]:
+        return every.take([i % len(every) for i in range(count)]), length
+
+    return models, draw
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=None, help="the pipeline's trained captioners of this dataset; default: random ones")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m != "exact"], default=["forward", "backward", "fb_max", "fb_rerank", "bibs"])
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each method and batch, in turns; the fastest counts")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sweeps", type=int, default=None, help="BiBS sweeps; default: fill.sweeps of params.yaml")
     parser.add_argument("--m-best", type=int, default=None, help="fills BiBS scores per sweep; default: fill.m_best of params.yaml")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    models = Models(*(Counted(Captioner(VOCAB, FEATURES, EMBED, HIDDEN, dropout=0.0).eval()) for _ in range(2)))
+    models, draw = trained_captioner(args.dataset) if args.dataset else random_captioner()
+    sizes = models.forward.model.sizes
     p = params.load().fill
     chosen = {"sweeps": args.sweeps, "m_best": args.m_best}
     p = p.model_copy(update={"beam": BEAM} | {key: value for key, value in chosen.items() if value is not None})
-    generator = torch.Generator().manual_seed(0)
-    print(f"captioner: vocabulary {VOCAB}, hidden {HIDDEN}, embed {EMBED}; {WORDS}-word captions, ratio {RATIO}, beam {BEAM}, "
-          f"sweeps {p.sweeps}, m_best {p.m_best}; {args.threads} threads; exact left out (infeasible at this vocabulary)")
-    reference = mm_gflops(max(args.batches) * BEAM)
-    print(f"torch.mm ({max(args.batches) * BEAM} x {HIDDEN}) x ({HIDDEN} x {VOCAB}): {reference:.1f} GFLOP/s")
+    batches = {batch: draw(batch) for batch in args.batches}  # every method fills the same blanks
+    example, length = draw(1)
+    print(f"captioner: {f'trained on {args.dataset}' if args.dataset else 'random'}, vocabulary {sizes['vocab_size']}, hidden {sizes['hidden']}, "
+          f"embed {sizes['embed']}; blanks of {length} words (ratio {RATIO}), beam {BEAM}, sweeps {p.sweeps}, m_best {p.m_best}; "
+          f"{args.threads} threads; exact left out (infeasible at this vocabulary)")
+    rows = max(args.batches) * BEAM
+    reference = mm_gflops(rows, sizes["hidden"], sizes["vocab_size"])
+    print(f"torch.mm ({rows} x {sizes['hidden']}) x ({sizes['hidden']} x {sizes['vocab_size']}): {reference:.1f} GFLOP/s")
     print(f"{'method':<14}{'batch':>6}{'blanks/s':>10}{'GFLOP/s':>9}{'of mm':>7}")
-    seconds = {}
+    seconds, rows = {}, {}
     with torch.inference_mode():
-        METHODS["forward"](models, *blanks(1, generator), p)  # warm up
-        for method in args.methods:
-            for batch in args.batches:
-                data, length = blanks(batch, generator)
-                models.forward.rows = models.backward.rows = 0
-                began = time.perf_counter()
-                METHODS[method](models, data, length, p)
-                seconds[method, batch] = elapsed = time.perf_counter() - began
-                rate = (models.forward.rows + models.backward.rows) * step_flops() / elapsed / 1e9
-                print(f"{method:<14}{batch:>6}{batch / elapsed:>10.2f}{rate:>9.1f}{rate / reference:>7.0%}")
+        METHODS["forward"](models, example, length, p)  # warm up
+        for _ in range(args.repeats):  # in turns, so that a slow spell of the machine slows every method alike
+            for method in args.methods:
+                for batch, (data, length) in batches.items():
+                    models.forward.rows = models.backward.rows = 0
+                    began = time.perf_counter()
+                    METHODS[method](models, data, length, p)
+                    seconds[method, batch] = min(seconds.get((method, batch), math.inf), time.perf_counter() - began)
+                    rows[method, batch] = models.forward.rows + models.backward.rows
+    for method, batch in seconds:
+        rate = rows[method, batch] * step_flops(sizes) / seconds[method, batch] / 1e9
+        print(f"{method:<14}{batch:>6}{batch / seconds[method, batch]:>10.2f}{rate:>9.1f}{rate / reference:>7.0%}")
     if {"forward", "bibs"} <= set(args.methods):
         for batch in args.batches:
-            print(f"BiBS / forward beam search time, batch {batch}: {seconds['bibs', batch] / seconds['forward', batch]:.2f} (target <= 4)")
-
+            time_ratio = seconds["bibs", batch] / seconds["forward", batch]
+            print(f"BiBS / forward beam search, batch {batch}: time {time_ratio:.2f} (target <= 4), "
+                  f"captioner steps x rows {rows['bibs', batch] / rows['forward', batch]:.2f}")
 
 if __name__ == "__main__":
     main()
