@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -56,6 +55,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from fillblank import features as image_features
+from fillblank import tables
 from fillblank.atomic import atomic_path
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError, run
@@ -96,7 +96,7 @@ def load_data(vocab: Path, captions: Path, features: Path, direction: str) -> Da
         if not Path(path).is_file():
             raise UserError(f"{path}: no such file (run the stages before train)")
     words = Vocab.load(vocab)
-    table = pd.read_parquet(captions, columns=["image_id", "split", "tokens"])
+    table = tables.read(captions, ["image_id", "split", "tokens"]).to_pandas()
     # The features stage leaves out images it cannot read (and says which); so do we.
     seen = np.isin(table["image_id"].to_numpy(), image_features.stored_ids(features))
     if not seen.all():

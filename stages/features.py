@@ -8,9 +8,7 @@ images that could not be read, <dataset>.skipped.json.
 import argparse
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from fillblank import features
+from fillblank import features, tables
 from fillblank import params as params_module
 from fillblank.data import sources
 from fillblank.errors import UserError, run
@@ -27,9 +25,7 @@ def main() -> None:
     raw = args.raw or Path("data/raw") / args.dataset
     captions = (args.prepared or Path("data/prepared") / args.dataset) / "captions.parquet"
 
-    if not captions.is_file():
-        raise UserError(f"{captions}: no such file (run `dvc repro prepare@{args.dataset}` first)")
-    table = pq.read_table(captions, columns=["image_id", "filename"])
+    table = tables.read(captions, ["image_id", "filename"], made_by="prepare")
     images = set(zip(table["image_id"].to_pylist(), table["filename"].to_pylist()))
     archives = sorted((raw / "images").glob("*.zip"))
     if not archives:
