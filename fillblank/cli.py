@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import h5py
 import torch
 from PIL import Image
 
@@ -127,11 +126,8 @@ def locate(dataset: str, models: Path | None, vocab: Path | None, features_file:
 
 def image_features(image: Image.Image, features_file: Path) -> torch.Tensor:
     """The image's features (1, D) by the backbone, weights and transform recorded in `features_file`."""
-    try:
-        with h5py.File(features_file, "r") as h5:
-            recorded = dict(h5.attrs)
-    except OSError as error:
-        raise UserError(f"{features_file}: not a readable features file ({error})") from None
+    with features.opened(features_file) as h5:
+        recorded = dict(h5.attrs)
     if "backbone" not in recorded or "weights" not in recorded:
         raise UserError(f"{features_file}: records no backbone; re-run `dvc repro features`")
     net = features.backbone(str(recorded["backbone"]), str(recorded["weights"]))

@@ -38,7 +38,8 @@ import os
 import re
 import urllib.error
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import version
@@ -265,26 +266,30 @@ def extract(
     return len(images) - len(skipped), len(skipped)
 
 
-def stored_ids(path: Path) -> np.ndarray:
-    """The image ids a features file holds, ascending: (N,)."""
+@contextmanager
+def opened(path: Path) -> Iterator[h5py.File]:
+    """A features file, open for reading; a missing or broken one stops with one line."""
     try:
         with h5py.File(path, "r") as file:
-            return file["image_ids"][:]
+            yield file
     except FileNotFoundError:
         raise UserError(f"{path}: no such file (run the features stage first)") from None
     except (OSError, KeyError) as error:
         raise UserError(f"{path}: not a readable features file ({error})") from None
 
 
+def stored_ids(path: Path) -> np.ndarray:
+    """The image ids a features file holds, ascending: (N,)."""
+    with opened(path) as file:
+        return file["image_ids"][:]
+
+
 def read(path: Path, image_ids: np.ndarray) -> torch.Tensor:
     """The features of `image_ids` (any order, repeats allowed), in their order: (N, D)."""
-    known = stored_ids(path)
-    rows = np.searchsorted(known, image_ids).clip(max=len(known) - 1)
-    if (missing := np.unique(image_ids[known[rows] != image_ids])).size:
-        raise UserError(f"{path}: no features for {missing.size} of the {len(np.unique(image_ids))} images asked for (image {missing[0]} first)")
-    unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads sorted, distinct rows
-    try:
-        with h5py.File(path, "r") as file:
-            return torch.from_numpy(file["features"][unique].astype(np.float32)[inverse])
-    except (OSError, KeyError) as error:
-        raise UserError(f"{path}: not a readable features file ({error})") from None
+    with opened(path) as file:
+        known = file["image_ids"][:]
+        rows = np.searchsorted(known, image_ids).clip(max=len(known) - 1)
+        if (missing := np.unique(image_ids[known[rows] != image_ids])).size:
+            raise UserError(f"{path}: no features for {missing.size} of the {len(np.unique(image_ids))} images asked for (image {missing[0]} first)")
+        unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads sorted, distinct rows
+        return torch.from_numpy(file["features"][unique].astype(np.float32)[inverse])
