@@ -5,6 +5,7 @@ PTB tokenizer, then BLEU-1 to 4, METEOR, ROUGE-L and CIDEr (not SPICE: it needs 
 download). Java runs the tokenizer and METEOR and takes seconds to start, so every run
 goes through one tokenizer call and one METEOR process.
 
+`read_results(root, dataset, methods)` reads what the evaluate and report stages need.
 `read_fills(folder, methods, blanks)` reads `<method>.parquet` of each method from a fills
 folder (columns as in `fillblank.decode`: blank_id, setting, fill, sentence, score, length,
 seconds) and checks it against the blank set. `evaluate(fills, blanks, captions)` scores the whole
@@ -113,6 +114,14 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
         if pa.types.is_list(table.schema.field(name).type):
             frame[name] = frame[name].map(list)
     return frame
+
+
+def read_results(root: Path, dataset: str, methods: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What the evaluate and report stages read in the project at `root`: the fills of
+    `methods`, the blank set and the captions of `dataset`, as (fills, blanks, captions)."""
+    blanks = read_table(root / "data/blanks" / f"{dataset}.parquet", BLANK_COLUMNS)
+    captions = read_table(root / "data/prepared" / dataset / "captions.parquet", CAPTION_COLUMNS)
+    return read_fills(root / "data/fills" / dataset, methods, blanks), blanks, captions
 
 
 def read_fills(folder: Path, methods: Sequence[str], blanks: pd.DataFrame) -> pd.DataFrame:

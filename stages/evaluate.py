@@ -19,7 +19,7 @@ from fillblank import params as params_module
 from fillblank.atomic import atomic_path, write_text
 from fillblank.data import sources
 from fillblank.errors import run
-from fillblank.evaluate import BLANK_COLUMNS, CAPTION_COLUMNS, evaluate, read_fills, read_table
+from fillblank.evaluate import evaluate, read_results
 from fillblank.report import plot_csvs, tables
 
 
@@ -31,9 +31,7 @@ def main() -> None:
     name = args.dataset
     reports = Path("reports") / name
 
-    blanks = read_table(Path("data/blanks") / f"{name}.parquet", BLANK_COLUMNS)
-    captions = read_table(Path("data/prepared") / name / "captions.parquet", CAPTION_COLUMNS)
-    fills = read_fills(Path("data/fills") / name, params.fill.methods, blanks)
+    fills, blanks, captions = read_results(Path("."), name, params.fill.methods)
     print(f"{name}: scoring {', '.join(params.fill.methods)} on {len(blanks)} blanks")
     metrics = evaluate(fills, blanks, captions)
 

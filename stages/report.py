@@ -13,7 +13,7 @@ from fillblank import params as params_module
 from fillblank.atomic import write_text
 from fillblank.data import sources
 from fillblank.errors import run
-from fillblank.evaluate import BLANK_COLUMNS, CAPTION_COLUMNS, read_fills, read_table
+from fillblank.evaluate import read_results
 from fillblank.report import gallery, pick_examples, thumbnails
 
 
@@ -25,9 +25,7 @@ def main() -> None:
     name = args.dataset
     out = Path("reports") / name / "examples.html"
 
-    blanks = read_table(Path("data/blanks") / f"{name}.parquet", BLANK_COLUMNS)
-    captions = read_table(Path("data/prepared") / name / "captions.parquet", CAPTION_COLUMNS)
-    fills = read_fills(Path("data/fills") / name, params.fill.methods, blanks)
+    fills, blanks, captions = read_results(Path("."), name, params.fill.methods)
     examples = pick_examples(fills, blanks, captions, params.report.examples)
     images = thumbnails(Path("data/raw") / name / "images", {example["filename"] for example in examples})
     write_text(out, gallery(examples, images, f"{name}: where the methods differ most"))

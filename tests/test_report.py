@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_stage
 from fillblank.errors import UserError
-from fillblank.evaluate import BLANK_COLUMNS, CAPTION_COLUMNS, read_fills, read_table
+from fillblank.evaluate import read_results
 from fillblank.report import pick_examples, thumbnails
 from synthetic import FILLERS, write_dataset
 
@@ -63,14 +63,8 @@ def dataset(tmp_path, params_file) -> Path:
     return write_dataset(tmp_path)
 
 
-def read(root: Path) -> tuple:
-    blanks = read_table(root / "data/blanks/shapes.parquet", BLANK_COLUMNS)
-    captions = read_table(root / "data/prepared/shapes/captions.parquet", CAPTION_COLUMNS)
-    return read_fills(root / "data/fills/shapes", list(FILLERS), blanks), blanks, captions
-
-
 def test_examples_where_the_methods_differ_most_come_first(dataset):
-    fills, blanks, captions = read(dataset)
+    fills, blanks, captions = read_results(dataset, "shapes", list(FILLERS))
     # Blank 0: every method fills it as `exact` does, so they agree and it must sort last.
     zero = fills["blank_id"] == 0
     fills.loc[zero, "sentence"] = fills[zero & (fills["method"] == "exact")]["sentence"].iloc[0]
@@ -101,7 +95,7 @@ def test_the_gallery_shows_every_image_and_every_methods_fill(dataset, tmp_path)
     assert len(seen["images"]) == 5
     assert all(image["complete"] and image["width"] == 64 for image in seen["images"])
 
-    fills, *_ = read(dataset)
+    fills, *_ = read_results(dataset, "shapes", list(FILLERS))
     for example in {row["example"] for row in seen["fills"]}:
         blank_id, setting = re.fullmatch(r"blank-(\d+)-(\w+)", example).groups()
         expected = fills[(fills["blank_id"] == int(blank_id)) & (fills["setting"] == setting)]
