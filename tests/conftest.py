@@ -7,16 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from fillblank import cli, features, params, train
-from fillblank.data import karpathy
-from fillblank.data.sources import shapes
-from fillblank.data.text import Vocab
-from fillblank.model import save_checkpoint
+from fillblank import train
 from fillblank.params import ShapesSource, TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,25 +81,14 @@ TRAIN = TrainSettings(
 
 @pytest.fixture(scope="session")
 def shapes_project(tmp_path_factory) -> Path:
-    """A project folder as `dvc repro` leaves it, for the small `shapes` above: params.yaml,
-    the prepared captions, the features and both captioners, all made by the library. It
-    takes about a minute, so the tests that use it are marked slow."""
+    """A project folder as `dvc repro` leaves it after training, for the small `shapes`
+    above: its params.yaml and what the download, prepare, features and both train stages
+    write. It takes about a minute, so the tests that use it are marked slow."""
     root = tmp_path_factory.mktemp("project")
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    raw, prepared, models = root / "data/raw/shapes", root / "data/prepared/shapes", root / "data/models/shapes"
-    shapes.fetch(raw, SHAPES)
-    captions = karpathy.read(raw / "dataset_shapes.json")
-    prepared.mkdir(parents=True)
-    train_words = captions.filter(pc.equal(captions["split"], "train"))["tokens"].to_pylist()
-    Vocab.build(train_words, params.load(root / "params.yaml").prepare.min_count).save(prepared / "vocab.json")
-    pq.write_table(captions, prepared / "captions.parquet")
-    images = sorted(set(zip(captions["image_id"].to_pylist(), captions["filename"].to_pylist())))
-    h5 = root / "data/features/shapes.h5"
-    net = features.backbone("efficientnet_lite0", "IMAGENET1K")
-    features.extract(images, [raw / "images/shapes.zip"], h5, h5.with_suffix(".skipped.json"), net, 16, 0, 0.0)
-    with cli.one_thread():  # small models: a second thread costs more than it gives
-        for direction in train.DIRECTIONS:
-            data = train.load_data(prepared / "vocab.json", prepared / "captions.parquet", h5, direction)
-            result = train.fit(TRAIN, data, root / f"{direction}.resume.pt")
-            save_checkpoint(models / f"{direction}.pt", result.model, {"dataset": "shapes", **result.config}, data.vocab)
+    small = {"sources": {"shapes": SHAPES.model_dump()}, "train": {"overrides": {"shapes": TRAIN.model_dump()}}}
+    merged = merge(yaml.safe_load((REPO / "params.yaml").read_text()), small)
+    (root / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    for stage, *direction in [("download",), ("prepare",), ("features",), *(("train", d) for d in train.DIRECTIONS)]:
+        result = run_stage(stage, "shapes", *direction, cwd=root)
+        assert result.returncode == 0, f"{stage} {' '.join(direction)}:\n{result.stdout}\n{result.stderr}"
     return root
