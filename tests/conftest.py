@@ -33,10 +33,15 @@ def clone(dest: Path, params: dict) -> Path:
         if (REPO / name).is_file() and not name.startswith(("data/", "metrics/", "reports/")):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
-    merged = merge(yaml.safe_load((dest / "params.yaml").read_text()), params)
-    (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    write_params(dest, params)
     sh("git", "init", "-q", cwd=dest)
     return dest
+
+
+def write_params(dest: Path, changes: dict) -> None:
+    """The repository's params.yaml with `changes` merged over it, written into folder `dest`."""
+    merged = merge(yaml.safe_load((REPO / "params.yaml").read_text()), changes)
+    (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
 
 
 def merge(base: dict, changes: dict) -> dict:
@@ -85,9 +90,7 @@ def shapes_project(tmp_path_factory) -> Path:
     above: its params.yaml and what the download, prepare, features and both train stages
     write. It takes about a minute, so the tests that use it are marked slow."""
     root = tmp_path_factory.mktemp("project")
-    small = {"sources": {"shapes": SHAPES.model_dump()}, "train": {"overrides": {"shapes": TRAIN.model_dump()}}}
-    merged = merge(yaml.safe_load((REPO / "params.yaml").read_text()), small)
-    (root / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    write_params(root, {"sources": {"shapes": SHAPES.model_dump()}, "train": {"overrides": {"shapes": TRAIN.model_dump()}}})
     for stage, *direction in [("download",), ("prepare",), ("features",), *(("train", d) for d in train.DIRECTIONS)]:
         result = run_stage(stage, "shapes", *direction, cwd=root)
         assert result.returncode == 0, f"{stage} {' '.join(direction)}:\n{result.stdout}\n{result.stderr}"
