@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from fillblank.atomic import atomic_path
 from fillblank.data.text import PAD_ID, Vocab
@@ -69,12 +70,20 @@ class Captioner(nn.Module):
         return zeros, zeros, self.image(features)
 
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
-        """Read `tokens` (N,) and return the next token's log_probs (N, V) and the new state."""
+        """Read `tokens` (N,) and return the next token's log_probs (N, V) and the new state.
+
+        The LSTM's gates are written out over its own weights: a one-step `nn.LSTM` call
+        costs about 1 ms more (on two CPU cores), which decoders stepping small batches feel.
+        """
         h, c, image = state
-        words = self.embed(tokens) + image  # shape: (N, embed)
-        output, (h, c) = self.lstm(self.drop(words).unsqueeze(1), (h.unsqueeze(0), c.unsqueeze(0)))
-        log_probs = self.out(self.drop(output[:, 0])).log_softmax(-1)  # shape: (N, V)
-        return log_probs, (h[0], c[0], torch.zeros_like(image))
+        words = self.drop(self.embed(tokens) + image)  # shape: (N, embed)
+        lstm = self.lstm
+        gates = F.linear(words, lstm.weight_ih_l0, lstm.bias_ih_l0) + F.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)  # shape: (N, 4 hidden)
+        i, f, g, o = gates.chunk(4, 1)  # nn.LSTM's order: input, forget, cell, output
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # shape: (N, hidden)
+        h = torch.sigmoid(o) * torch.tanh(c)  # shape: (N, hidden)
+        log_probs = self.out(self.drop(h)).log_softmax(-1)  # shape: (N, V)
+        return log_probs, (h, c, torch.zeros_like(image))
 
 
 def save_checkpoint(path: str | Path, model: Captioner, config: dict, vocab: Vocab) -> None:
