@@ -74,6 +74,11 @@ def test_bibs_below_any_baseline_on_cider_at_any_ratio_fails():
     assert bibs_behind(changed({"known/bibs/0.5/BLEU-4": 0.1})) == []
 
 
+def test_bibs_a_few_blanks_behind_on_cider_is_noise():
+    assert bibs_behind(changed({"known/bibs/0.5/CIDEr": 0.6 * 0.9995})) == []
+    assert bibs_behind(changed({"known/bibs/0.5/CIDEr": 0.6 * 0.998})) == [("known.bibs.0.5.CIDEr", 0.6, 0.6 * 0.998, "below fb_rerank")]
+
+
 def regression(tmp_path: Path, *files: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "fillblank.regression", *files], cwd=tmp_path, env=env, capture_output=True, text=True)
