@@ -11,5 +11,5 @@ import os
 # the last bits, then in their beams, and `make regression` cannot compare metrics made
 # on another machine. AVX2 is the widest set they share. Each is read at the first
 # computation, not at `import torch`; set one yourself to choose (faster, machine-specific).
-for name, value in {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}.items():
-    os.environ.setdefault(name, value)
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+os.environ |= {name: value for name, value in PINNED_KERNELS.items() if name not in os.environ}
