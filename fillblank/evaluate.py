@@ -17,7 +17,8 @@ laid out as `metrics/<dataset>.json`:
                                            "CIDEr": ..., "exact_match": ...,
                                            "mean_score": ..., "search_error": ...}}},
      "unknown": {... the same, plus "length_error"},
-     "seconds_per_blank": {"known": {"<method>": ...}, "unknown": {...}}}
+     "seconds_per_blank": {"known": {"<method>": ...}, "unknown": {...}},
+     "provenance": {"forward": {...}, "backward": {...}, "fill": {"<method>": {...}}}}
 
     exact_match    share of blanks filled with exactly the removed words
     mean_score     mean S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I) of the filled sentences
@@ -28,15 +29,20 @@ laid out as `metrics/<dataset>.json`:
 Ratios are keys such as "0.25"; methods come in the order given to `read_fills`. Values
 are rounded to 6 decimals, so that equal runs give byte-equal files.
 Timings live apart under `seconds_per_blank`: they are the only values that differ
-between two runs of the same pipeline.
+between two runs of the same pipeline. `provenance` (`read_provenance`) records the
+machine each captioner was trained on and each method's fills were made on (torch
+version, CPU capability, threads, device; `fillblank.provenance`): when two machines
+give different metrics, it says where they came from.
 """
 
+import json
 import shutil
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
@@ -136,6 +142,19 @@ def read_fills(folder: Path, methods: Sequence[str], blanks: pd.DataFrame) -> pd
         check_fills(fills, blanks, path)
         frames.append(fills.assign(method=method))
     return pd.concat(frames, ignore_index=True)
+
+
+def read_provenance(folder: Path, methods: Sequence[str]) -> dict:
+    """`{"forward": ..., "backward": ..., "fill": {method: ...}}`: what computed the fills of
+    `methods` in `folder`, from their metadata (`fillblank.decode.fill_table`); None where
+    a file does not say. The captioners' are those of the first method's fills: every fill
+    stage reads the same two."""
+    made = {}
+    for method in methods:
+        metadata = pq.read_schema(Path(folder) / f"{method}.parquet").metadata or {}
+        made[method] = json.loads(metadata.get(b"provenance", b"{}"))
+    first = made[methods[0]] if methods else {}
+    return {"forward": first.get("forward"), "backward": first.get("backward"), "fill": {m: made[m].get("fill") for m in methods}}
 
 
 def check_fills(fills: pd.DataFrame, blanks: pd.DataFrame, path: Path) -> None:

@@ -21,7 +21,8 @@ Checkpoint layout (`save_checkpoint`; a plain dict that `torch.load(weights_only
 reads, so a checkpoint from elsewhere cannot run code):
 
     {"sizes": {"vocab_size", "feature_dim", "embed", "hidden", "dropout"},
-     "config": {...whatever the trainer records: dataset, direction, settings...},
+     "config": {...whatever the trainer records: dataset, direction, settings, and
+                "provenance": the machine it trained on (`fillblank.provenance`)},
      "vocab_sha256": "...", "state_dict": {...}}
 """
 

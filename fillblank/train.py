@@ -55,7 +55,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from fillblank import features as image_features
-from fillblank import tables
+from fillblank import provenance, tables
 from fillblank.atomic import atomic_path
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError, run
@@ -189,7 +189,9 @@ def fit(settings: TrainSettings, data: Data, resume: Path) -> Result:
 
     model.load_state_dict(state["best"])
     tokens_per_second = state["train_tokens"] / state["train_seconds"]
-    return Result(model.cpu().eval(), config, state["history"], state["best_epoch"], tokens_per_second)
+    # Not part of `config`, which a resumed run must match: another thread count may go on.
+    recorded = config | {"provenance": provenance.machine(device)}
+    return Result(model.cpu().eval(), recorded, state["history"], state["best_epoch"], tokens_per_second)
 
 
 def _train_epoch(loss_fn, optimizer, split: Split, settings: TrainSettings, epoch: int, rank: int, world: int, device) -> tuple[float, int, float]:

@@ -19,7 +19,7 @@ from fillblank import params as params_module
 from fillblank.atomic import atomic_path, write_text
 from fillblank.data import sources
 from fillblank.errors import run
-from fillblank.evaluate import evaluate, read_results
+from fillblank.evaluate import evaluate, read_provenance, read_results
 from fillblank.report import plot_csvs, tables
 
 
@@ -33,7 +33,7 @@ def main() -> None:
 
     fills, blanks, captions = read_results(Path("."), name, params.fill.methods)
     print(f"{name}: scoring {', '.join(params.fill.methods)} on {len(blanks)} blanks")
-    metrics = evaluate(fills, blanks, captions)
+    metrics = evaluate(fills, blanks, captions) | {"provenance": read_provenance(Path("data/fills") / name, params.fill.methods)}
 
     write_text(Path("metrics") / f"{name}.json", json.dumps(metrics, indent=2) + "\n")
     write_text(reports / "table.md", tables(metrics, f"{name}: filling the blanks"))

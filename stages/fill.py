@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fillblank import decode, tables
@@ -20,9 +20,9 @@ from fillblank import params as params_module
 from fillblank.atomic import atomic_path
 from fillblank.data import sources
 from fillblank.data.text import Vocab
-from fillblank.decode.step import Blanks, Models
+from fillblank.decode.step import Models
 from fillblank.errors import UserError, run
-from fillblank.model import load_checkpoint
+from fillblank.model import load_checkpoint, read_checkpoint
 
 
 def main() -> None:
@@ -45,23 +45,17 @@ def main() -> None:
     vocab = Vocab.load(vocab_path)
     models = Models(load_checkpoint(models_dir / "forward.pt", vocab), load_checkpoint(models_dir / "backward.pt", vocab))
     table = tables.read(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet", ["blank_id", "image_id", "left", "blank", "right"], made_by="blanks")
-    left, blank, right = (table[name].to_pylist() for name in ("left", "blank", "right"))
     features = image_features.read(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
-    blanks = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
+    trained_on = {name: read_checkpoint(models_dir / f"{name}.pt")["config"].get("provenance") for name in ("forward", "backward")}
+    filled = decode.fill_table(args.method, models, vocab, table, features, p, trained_on)
 
-    columns = {name: [] for name in decode.SCHEMA.names}
     for setting in decode.SETTINGS[args.method]:
-        filled = decode.fill(args.method, models, blanks, [len(b) for b in blank] if setting == "known" else None, p)
-        for blank_id, before, after, result in zip(table["blank_id"].to_pylist(), left, right, filled):
-            words = vocab.decode(result.tokens)
-            row = (blank_id, setting, words, " ".join(before + words + after), result.score, len(words), result.seconds)
-            for name, value in zip(decode.SCHEMA.names, row):
-                columns[name].append(value)
-        lengths = f", length {np.mean([len(f.tokens) for f in filled]):.2f} (removed: {np.mean([len(b) for b in blank]):.2f})"
-        print(f"{args.dataset} {args.method}, {setting} length: mean S(Y) {np.mean([f.score for f in filled]):.4f}"
-              f"{lengths if setting == 'unknown' else ''} over {len(filled)} blanks")
+        rows = filled.filter(pc.equal(filled["setting"], setting))
+        lengths = f", length {pc.mean(rows['length']).as_py():.2f} (removed: {np.mean([len(b) for b in table['blank'].to_pylist()]):.2f})"
+        print(f"{args.dataset} {args.method}, {setting} length: mean S(Y) {pc.mean(rows['score']).as_py():.4f}"
+              f"{lengths if setting == 'unknown' else ''} over {rows.num_rows} blanks")
     with atomic_path(out) as tmp:
-        pq.write_table(pa.table(columns, schema=decode.SCHEMA), tmp)
+        pq.write_table(filled, tmp)
 
 
 if __name__ == "__main__":

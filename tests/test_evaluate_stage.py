@@ -16,7 +16,7 @@ def test_the_stage_writes_metrics_tables_and_plot_data(tmp_path, params_file):
     assert "reports/shapes/table.md" in result.stdout
 
     metrics = json.loads((tmp_path / "metrics/shapes.json").read_text())
-    assert list(metrics) == ["known", "unknown", "seconds_per_blank"]
+    assert list(metrics) == ["known", "unknown", "seconds_per_blank", "provenance"]
     assert list(metrics["known"]) == ["forward", "backward", "fb_max", "fb_rerank", "bibs", "exact"]
     assert list(metrics["unknown"]) == ["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "exact"]
     for setting in ("known", "unknown"):

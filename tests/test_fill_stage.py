@@ -1,5 +1,6 @@
 """The fill stage end to end on tiny random captioners: the fills table of the contract."""
 
+import json
 import sys
 
 import h5py
@@ -69,6 +70,9 @@ def test_the_fill_stage_writes_a_fill_per_blank_and_setting(inputs):
     assert result.returncode == 0, result.stderr
     assert "shapes bibs, known length: mean S(Y)" in result.stdout
     check(inputs, "bibs", ["known", "unknown"])
+    made_by = json.loads(pq.read_schema(inputs / "fills/bibs.parquet").metadata[b"provenance"])
+    assert made_by["fill"].keys() == {"torch", "cpu_capability", "threads", "device"} and made_by["fill"]["device"] == "cpu"
+    assert made_by["forward"] is None  # these captioners were saved without a trainer's provenance
 
 
 def test_bibs_unknown_fills_only_with_the_length_unknown(inputs, monkeypatch):

@@ -17,6 +17,7 @@ import yaml
 from fillblank import params
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError
+from fillblank import provenance
 from fillblank.model import load_checkpoint, read_checkpoint, save_checkpoint
 from fillblank.params import TrainSettings
 from fillblank.train import examples, fit, load_data
@@ -180,6 +181,7 @@ def test_stage_writes_model_curves_and_metrics_and_removes_its_resume_file(colou
     model = cwd / "data" / "models" / "shapes" / "backward.pt"
     config = read_checkpoint(model)["config"]
     assert config["dataset"] == "shapes" and config["direction"] == "backward" and config["settings"]["hidden"] == 32
+    assert config["provenance"] == provenance.machine("cpu")  # where it was trained: torch, CPU capability, threads
     load_checkpoint(model, Vocab.load(colours / "vocab.json"))
     metrics = json.loads((cwd / "metrics" / "train" / "shapes-backward.json").read_text())
     curves = pd.read_csv(cwd / "metrics" / "train" / "shapes-backward.csv")

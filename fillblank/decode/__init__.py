@@ -10,7 +10,8 @@ a length, is in its module's docstring:
     bibs, bibs_unknown                     bibs.py        (BiRNN-BSCD, BiRNN-BSMP)
     exact                                  exact.py       (branch and bound on S(Y))
 
-`fill` runs one method over a whole blank set; the fill stage writes the result as
+`fill` runs one method over a batch of blanks; `fill_table` over a whole blank set, in
+every setting the method runs in. The fill stage writes its table as
 `data/fills/<ds>/<method>.parquet` (`SCHEMA`), one row per (blank, setting):
 
     blank_id  int64         the blank (see fillblank/blanks.py)
@@ -20,8 +21,12 @@ a length, is in its module's docstring:
     score     float64       S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I) of the whole sentence
     length    int64         len(fill): the length chosen, in the unknown setting
     seconds   float64       the method's time for the blank's batch, per blank
+
+The table's metadata holds, under `provenance`, the JSON of what computed it: this
+process's machine and each captioner's (`fillblank.provenance`).
 """
 
+import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -34,6 +39,8 @@ from tqdm import tqdm
 from fillblank.decode.baselines import backward, fb_max, fb_rerank, forward
 from fillblank.decode.bibs import bibs, bibs_unknown
 from fillblank.decode.exact import exact
+from fillblank import provenance
+from fillblank.data.text import Vocab
 from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
 from fillblank.params import Fill
 
@@ -91,3 +98,21 @@ def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None,
             progress.update(len(index))
     return filled
 
+
+
+def fill_table(method: str, models: Models, vocab: Vocab, blank_set: pa.Table, features: torch.Tensor, p: Fill, trained_on: dict) -> pa.Table:
+    """Fill every blank of `blank_set` (columns blank_id, left, blank, right) with `method`, in
+    each of its settings; `features` (N, D) are the blanks' images, row by row. `trained_on`
+    is the captioners' provenance, `{"forward": ..., "backward": ...}`, kept in the metadata."""
+    left, blank, right = (blank_set[name].to_pylist() for name in ("left", "blank", "right"))
+    blanks = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
+    columns = {name: [] for name in SCHEMA.names}
+    for setting in SETTINGS[method]:
+        filled = fill(method, models, blanks, [len(b) for b in blank] if setting == "known" else None, p)
+        for blank_id, before, after, result in zip(blank_set["blank_id"].to_pylist(), left, right, filled):
+            words = vocab.decode(result.tokens)
+            row = (blank_id, setting, words, " ".join(before + words + after), result.score, len(words), result.seconds)
+            for name, value in zip(SCHEMA.names, row):
+                columns[name].append(value)
+    made_by = {"fill": provenance.machine("cpu"), **trained_on}
+    return pa.table(columns, schema=SCHEMA.with_metadata({"provenance": json.dumps(made_by)}))

@@ -1,0 +1,19 @@
+"""What computed a result: recorded in every checkpoint and in `metrics/<dataset>.json`.
+
+PyTorch picks its CPU kernels (and so its float rounding) by the instruction set it finds,
+and its thread count changes the order of sums, so two machines running the same code on
+the same data may differ in the last bits, and captioners trained on them in their fills.
+When two results differ, these fields say whether the machines did.
+"""
+
+import torch
+
+
+def machine(device: torch.device | str = "cpu") -> dict:
+    """`{"torch", "cpu_capability", "threads", "device"}` of this process, computing on `device`."""
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
