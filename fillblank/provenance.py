@@ -12,7 +12,7 @@ import torch
 def machine(device: torch.device | str = "cpu") -> dict:
     """`{"torch", "cpu_capability", "threads", "device"}` of this process, computing on `device`."""
     return {
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a str subclass, which `torch.load(weights_only=True)` refuses
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "device": str(device),
