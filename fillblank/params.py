@@ -44,6 +44,7 @@ class Sources(Section):
 
 class Prepare(Section):
     min_count: int = Field(ge=1)
+    max_dropped: float = Field(ge=0, le=1)  # share of captions that may be dropped (empty, or of an image without any)
 
 
 class TrainSettings(Section):

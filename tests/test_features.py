@@ -151,7 +151,7 @@ def test_a_bad_backbone_or_weight_name_is_one_clear_line(name, weights, message)
 def test_pretrained_features_put_dog_photos_near_each_other(tmp_path, lite0):
     raw = tmp_path / "raw"
     flickr8k.fetch(raw, str(SHARED_FLICKR8K))
-    captions = karpathy.read(raw / "dataset_flickr8k.json").to_pandas()
+    captions = karpathy.read(raw / "dataset_flickr8k.json")[0].to_pandas()
     mentions = captions.groupby(["image_id", "filename"])["tokens"].apply(
         lambda sentences: sum(bool({"dog", "dogs", "puppy"} & set(tokens)) for tokens in sentences)
     )

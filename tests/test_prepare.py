@@ -33,7 +33,8 @@ def prepare(tmp_path: Path, params_file, min_count=1):
 
 def test_captions_table_has_one_row_per_sentence(tmp_path):
     path = write_dataset(tmp_path, image(0, "train", "A dog runs.", "Dogs run!"), image(1, "restval", "A cat."))
-    table = karpathy.read(path)
+    table, dropped = karpathy.read(path)
+    assert dropped == []
     assert table.column_names == ["image_id", "filename", "split", "sentence_id", "raw", "tokens"]
     assert table["tokens"].to_pylist() == [["a", "dog", "runs"], ["dogs", "run"], ["a", "cat"]]
     assert table["split"].to_pylist() == ["train", "train", "train"]  # restval trains, as in Karpathy's code
@@ -60,14 +61,13 @@ def test_vocabulary_counts_the_train_split_only(tmp_path, params_file):
         (b"\xff\xfe not text", "not UTF-8"),
         (b'{"images": [', "not JSON"),
         (b'[1, 2]', "expected an object with an 'images' list"),
-        (json.dumps({"images": [image(7, "train", filename="seven.jpg") | {"sentences": []}]}).encode(),
-         "image 7 (seven.jpg): has no sentences"),
-        (json.dumps({"images": [image(3, "train", "a dog", "?!", filename="three.jpg")]}).encode(),
-         "image 3 (three.jpg), sentence 31: empty caption '?!'"),
         (json.dumps({"images": [image(4, "tran", "a dog", filename="four.jpg")]}).encode(),
-         "image 4 (four.jpg): unknown split 'tran'"),
+         "1 bad entry: image 4 (four.jpg): unknown split 'tran'"),
+        (json.dumps({"images": [image(4, "tran", "a dog"), {"imgid": 5}, image(6, "val", "ok"), 7, image(8, "x"), image(9, "y")]}).encode(),
+         "5 bad entries: image 4 (4.jpg): unknown split 'tran' (expected one of train, restval, val, test); "
+         "image 5 (no filename): missing filename, split; entry #3: not an object; and 2 more"),
     ],
-    ids=["not-utf8", "not-json", "not-karpathy", "no-sentences", "empty-caption", "unknown-split"],
+    ids=["not-utf8", "not-json", "not-karpathy", "unknown-split", "every-problem-at-once"],
 )
 def test_bad_caption_files_give_one_line_naming_file_and_entry(tmp_path, content, message):
     path = tmp_path / "dataset_bad.json"
@@ -76,6 +76,34 @@ def test_bad_caption_files_give_one_line_naming_file_and_entry(tmp_path, content
         karpathy.read(path)
     assert str(error.value).startswith(str(path))
     assert "\n" not in str(error.value)
+
+
+def test_a_byte_order_mark_accents_and_dropped_captions_are_handled(tmp_path, params_file):
+    content = json.dumps({"images": [
+        image(0, "train", "Un café naïve", "?!", "a dog"),
+        image(1, "train") | {"sentences": []},
+        image(2, "test", "a cat"),
+    ]}, ensure_ascii=False)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "dataset_shapes.json").write_bytes(content.encode("utf-8-sig"))  # as Windows editors save it
+    params_file({"max_dropped: 0.01": "max_dropped: 0.5"})
+    result = run_stage("prepare", "shapes", "--raw", "raw", "--out", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("dropped: 2 (listed in out/dropped.json)")
+    captions = pq.read_table(tmp_path / "out" / "captions.parquet")
+    assert captions["tokens"].to_pylist() == [["un", "cafe", "naive"], ["a", "dog"], ["a", "cat"]]
+    assert json.loads((tmp_path / "out" / "dropped.json").read_text()) == {"captions": 3, "dropped": [
+        {"image_id": 0, "filename": "0.jpg", "sentence_id": 1, "reason": "empty caption '?!'"},
+        {"image_id": 1, "filename": "1.jpg", "sentence_id": None, "reason": "no sentences"},
+    ]}
+
+
+def test_more_dropped_than_max_dropped_stops_the_stage_in_one_line(tmp_path, params_file):
+    write_dataset(tmp_path / "raw", image(0, "train", "a dog", "!!"), name="shapes")
+    result = prepare(tmp_path, params_file)
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert result.stderr == ("error: raw: 1 captions or images dropped (50.0%, more than prepare.max_dropped 1.0%): "
+                             "image 0 (0.jpg): empty caption '!!'\n")
 
 
 def test_a_bad_file_stops_the_stage_and_keeps_the_previous_output(tmp_path, params_file):

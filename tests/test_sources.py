@@ -67,7 +67,7 @@ def test_flickr8k_from_a_folder_laid_out_like_the_official_download(tmp_path):
     flickr8k.fetch(dest, str(source))
     assert (dest / "dataset_flickr8k.json").read_bytes() == (source / "dataset_flickr8k.json").read_bytes()
     assert (dest / "images/Flickr8k_Dataset.zip").read_bytes() == (source / "Flickr8k_Dataset.zip").read_bytes()
-    assert karpathy.read(dest / "dataset_flickr8k.json")["filename"].to_pylist() == ["a.jpg"]
+    assert karpathy.read(dest / "dataset_flickr8k.json")[0]["filename"].to_pylist() == ["a.jpg"]
 
 
 def test_an_unpacked_image_folder_and_the_split_zip_are_accepted(tmp_path):
@@ -188,7 +188,7 @@ def test_coco_from_the_official_2017_annotations_in_karpathys_layout(tmp_path):
     dest = tmp_path / "raw"
     coco.fetch(dest, str(source))
 
-    table = karpathy.read(dest / "dataset_coco.json")
+    table, _ = karpathy.read(dest / "dataset_coco.json")
     by_image = dict(zip(table["filename"].to_pylist(), table["split"].to_pylist()))
     # train images are train; val images in id order: one to val, one to test, the rest train (restval)
     assert by_image == {

@@ -4,7 +4,8 @@ from fillblank.data.text import UNK_ID, Vocab, normalise
 def test_normalise_lowercases_and_drops_everything_but_letters_and_digits():
     assert normalise("A Dog, running!") == ["a", "dog", "running"]
     assert normalise("Don't jump 2 T-shirts") == ["dont", "jump", "2", "tshirts"]
-    assert normalise("  café\tau lait\n") == ["caf", "au", "lait"]
+    assert normalise("  café\tau lait\n") == ["cafe", "au", "lait"]
+    assert normalise("Café naïve RÉSUMÉ") == ["cafe", "naive", "resume"]  # accents folded, letters kept
     assert normalise("...!") == []
 
 

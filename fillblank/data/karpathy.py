@@ -16,8 +16,13 @@ Output columns (one row per caption, in file order), as written to `captions.par
     raw          string        the caption as published
     tokens       list<string>  `fillblank.data.text.normalise(raw)`
 
-Every problem a user can have with such a file (not UTF-8, not JSON, an image without
-sentences, an empty caption, an unknown split) is one `UserError` naming file and entry.
+Real caption files have holes: an image listed without sentences, a caption of nothing
+but punctuation. Those are dropped, not fatal: `read` returns them beside the table, one
+`{"image_id", "filename", "sentence_id", "reason"}` each, and the prepare stage lists them
+in `dropped.json`. A file that cannot be read as captions at all (not UTF-8, not JSON, an
+entry without filename, imgid or split, an unknown split) is one `UserError` naming the
+file and every bad entry, so that one run shows them all. A UTF-8 byte-order mark, as
+Windows editors write, is accepted.
 """
 
 import json
@@ -40,10 +45,15 @@ SCHEMA = pa.schema([
 ])
 
 
-def read(path: str | Path) -> pa.Table:
+Dropped = dict  # {"image_id": ..., "filename": ..., "sentence_id": ... or None, "reason": ...}
+SHOWN = 3  # bad entries quoted in the error; the rest are counted
+
+
+def read(path: str | Path) -> tuple[pa.Table, list[Dropped]]:
+    """The captions of the file at `path`, and the images and captions it dropped."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except UnicodeDecodeError as error:
@@ -55,25 +65,35 @@ def read(path: str | Path) -> pa.Table:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise UserError(f"{path}: expected an object with an 'images' list (Karpathy's split format)")
 
-    rows = {name: [] for name in SCHEMA.names}
+    rows, dropped, problems = {name: [] for name in SCHEMA.names}, [], []
     for position, image in enumerate(data["images"]):
-        where = f"{path}: image {image.get('imgid', f'#{position}')} ({image.get('filename', 'no filename')})"
-        missing = [key for key in ("filename", "imgid", "split") if key not in image]
-        if missing:
-            raise UserError(f"{where}: missing {', '.join(missing)}")
+        if not isinstance(image, dict):
+            problems.append(f"entry #{position}: not an object")
+            continue
+        where = f"image {image.get('imgid', f'#{position}')} ({image.get('filename', 'no filename')})"
+        if missing := [key for key in ("filename", "imgid", "split") if key not in image]:
+            problems.append(f"{where}: missing {', '.join(missing)}")
+            continue
         if image["split"] not in SPLITS:
-            raise UserError(f"{where}: unknown split {image['split']!r} (expected one of {', '.join(SPLITS)})")
+            problems.append(f"{where}: unknown split {image['split']!r} (expected one of {', '.join(SPLITS)})")
+            continue
+        entry = {"image_id": image["imgid"], "filename": image["filename"]}
         if not image.get("sentences"):
-            raise UserError(f"{where}: has no sentences")
+            dropped.append(entry | {"sentence_id": None, "reason": "no sentences"})
+            continue
         for sentence in image["sentences"]:
             raw = sentence.get("raw")
             tokens = normalise(raw) if isinstance(raw, str) else []
             if not tokens:
-                raise UserError(f"{where}, sentence {sentence.get('sentid')}: empty caption {raw!r}")
+                dropped.append(entry | {"sentence_id": sentence.get("sentid"), "reason": f"empty caption {raw!r}"})
+                continue
             rows["image_id"].append(image["imgid"])
             rows["filename"].append(image["filename"])
             rows["split"].append(SPLITS[image["split"]])
             rows["sentence_id"].append(sentence.get("sentid"))
             rows["raw"].append(raw)
             rows["tokens"].append(tokens)
-    return pa.Table.from_pydict(rows, schema=SCHEMA)
+    if problems:
+        more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        raise UserError(f"{path}: {len(problems)} bad entr{'y' if len(problems) == 1 else 'ies'}: {'; '.join(problems[:SHOWN])}{more}")
+    return pa.Table.from_pydict(rows, schema=SCHEMA), dropped

@@ -1,7 +1,10 @@
 """The one text normaliser and the vocabulary.
 
 Normalising follows NeuralTalk's preprocessing: lower-case, drop every character that is
-not `a-z`, `0-9` or whitespace (so "don't" becomes "dont"), split on whitespace.
+not `a-z`, `0-9` or whitespace (so "don't" becomes "dont"), split on whitespace. Accented
+letters are first folded to their ASCII base letter through Unicode's NFKD decomposition
+("café naïve" becomes "cafe naive", not "caf nave"); letters with no such base (ß, ø, CJK)
+are still dropped.
 
 `vocab.json` layout:
 
@@ -16,6 +19,7 @@ train-split count, then alphabetically, so the file is byte-for-byte stable. The
 import hashlib
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,8 +36,9 @@ _DROP = re.compile(r"[^a-z0-9\s]")
 
 
 def normalise(text: str) -> list[str]:
-    """Lower-case words of `[a-z0-9]`, everything else dropped."""
-    return _DROP.sub("", text.lower()).split()
+    """Lower-case words of `[a-z0-9]`, accents folded, everything else dropped."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())  # "é" -> "e" + a combining accent
+    return _DROP.sub("", "".join(c for c in decomposed if not unicodedata.combining(c))).split()
 
 
 @dataclass(frozen=True)
