@@ -1,6 +1,11 @@
 """Write to a temporary name beside the target, then rename: an interrupted stage never
-leaves a half-written file under the final name."""
+leaves a half-written file under the final name.
 
+The temporary is `.<name>.tmp-<pid>`. A process killed outright (kill -9, a power cut)
+cannot remove its own, so the next write of the same target removes every such leftover
+first; `.gitignore` keeps them out of `git status` meanwhile."""
+
+import glob
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,8 +22,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+        _remove(leftover)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    _remove(tmp)
     try:
         yield tmp
         if tmp.is_dir():
