@@ -1,5 +1,7 @@
 """Blank sets: a centred run of round(ratio * n) words, a word kept on each side."""
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -66,17 +68,22 @@ def test_ratios_outside_zero_one_stop_before_any_work(params_file, ratios):
         params.load(params_file({"ratios: [0.25, 0.5, 0.75]": f"ratios: {ratios}"}))
 
 
-def test_the_stage_writes_the_blank_set(tmp_path, params_file):
+def test_the_stage_writes_the_blank_set_without_the_skipped_images(tmp_path, params_file):
     params_file({"ratios: [0.25, 0.5, 0.75]": "ratios: [0.5]"})
     captions = pa.table({
-        "image_id": [1, 2], "filename": ["1.png", "2.png"], "split": ["test", "val"], "sentence_id": [10, 20],
-        "raw": ["A red ball.", "x"], "tokens": [["a", "red", "ball"], ["x"]],
+        "image_id": [1, 2, 3], "filename": ["1.png", "2.png", "3.png"], "split": ["test", "val", "test"],
+        "sentence_id": [10, 20, 30], "raw": ["A red ball.", "x", "A broken file."],
+        "tokens": [["a", "red", "ball"], ["x"], ["a", "broken", "file"]],
     })
     pq.write_table(captions, tmp_path / "captions.parquet")
-    result = run_stage("blanks", "shapes", "--captions", "captions.parquet", "--out", "out/blanks.parquet", cwd=tmp_path)
+    skipped = {"images": 3, "skipped": [{"image_id": 3, "filename": "3.png", "reason": "OSError: truncated"}]}
+    (tmp_path / "skipped.json").write_text(json.dumps(skipped))
+    files = ["--captions", "captions.parquet", "--skipped", "skipped.json"]
+    result = run_stage("blanks", "shapes", *files, "--out", "out/blanks.parquet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("1 test captions of skipped images left out")
     assert pq.read_table(tmp_path / "out/blanks.parquet").to_pylist() == [
         {"blank_id": 0, "image_id": 1, "sentence_id": 10, "ratio": 0.5, "left": ["a"], "blank": ["red"], "right": ["ball"]}
     ]
-    missing = run_stage("blanks", "shapes", "--captions", "nowhere.parquet", cwd=tmp_path)
+    missing = run_stage("blanks", "shapes", "--captions", "nowhere.parquet", "--skipped", "skipped.json", cwd=tmp_path)
     assert (missing.returncode, missing.stderr) == (2, "error: nowhere.parquet: no such file (run the prepare stage first)\n")
