@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fillblank import decode, features, params
+from fillblank import decode, features, images, params
 from fillblank.data import sources
 from fillblank.data.text import Vocab, normalise
 from fillblank.decode.bibs import mbest
@@ -86,7 +86,7 @@ def unknown_words(caption: Caption, vocab: Vocab) -> list[str]:
 def read_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")  # decodes the whole file, so a truncated one fails here
+            return images.rgb(image)  # decodes the whole file, so a truncated one fails here
     except FileNotFoundError:
         raise UserError(f"{path}: no such image file") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:

@@ -55,6 +55,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import models, transforms
 from tqdm import tqdm
 
+from fillblank import images
 from fillblank.atomic import atomic_path, write_text
 from fillblank.errors import UserError
 
@@ -176,7 +177,7 @@ class ZipImages(Dataset):
             self._zips[key] = zipfile.ZipFile(path)
         try:
             with Image.open(io.BytesIO(self._zips[key].read(member))) as image:
-                return position, self.transform(image.convert("RGB")), ""
+                return position, self.transform(images.rgb(image)), ""
         except IMAGE_ERRORS as error:
             # without the object's address, which would make the report differ run to run
             return position, None, re.sub(r" <[^>]* at 0x[0-9a-f]+>", "", f"{type(error).__name__}: {error}")

@@ -28,6 +28,7 @@ from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from PIL import Image
 from tqdm import tqdm
 
+from fillblank import images
 from fillblank.evaluate import BASELINES, BIBS, COCO_METRICS, LOWER_IS_BETTER, SETTINGS
 from fillblank.errors import UserError
 
@@ -173,7 +174,7 @@ def thumbnails(folder: Path, filenames: Iterable[str]) -> dict[str, str]:
 def data_uri(encoded: bytes, where: str) -> str:
     try:
         with Image.open(io.BytesIO(encoded)) as image:
-            image = image.convert("RGB")
+            image = images.rgb(image)
             image.thumbnail((THUMBNAIL, THUMBNAIL))
             out = io.BytesIO()
             image.save(out, "JPEG", quality=85)
