@@ -85,9 +85,12 @@ def test_an_unpacked_image_folder_and_the_split_zip_are_accepted(tmp_path):
         assert archive.read("Flicker8k_Dataset/a.jpg") == (source / "Flicker8k_Dataset/a.jpg").read_bytes()
 
 
-def test_a_local_folder_without_images_says_what_is_missing(tmp_path):
+def test_a_local_folder_without_images_or_captions_says_what_is_missing(tmp_path):
     (tmp_path / "dataset_flickr8k.json").write_text("{}")
     with pytest.raises(UserError, match=r"sources.flickr8k: .* holds no Flickr8k_Dataset.zip"):
+        flickr8k.fetch(tmp_path / "raw", str(tmp_path))
+    (tmp_path / "dataset_flickr8k.json").rename(tmp_path / "Flickr8k_Dataset.zip")  # images, but no captions
+    with pytest.raises(UserError, match=r"sources.flickr8k: .* holds no dataset_flickr8k.json \(nor caption_datasets.zip\)$"):
         flickr8k.fetch(tmp_path / "raw", str(tmp_path))
     with pytest.raises(UserError, match="sources.flickr8k: .*nowhere is not a folder"):
         flickr8k.fetch(tmp_path / "raw", str(tmp_path / "nowhere"))

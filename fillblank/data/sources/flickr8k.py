@@ -17,7 +17,7 @@ A local source folder holds `dataset_flickr8k.json` or `caption_datasets.zip`, a
 from pathlib import Path
 
 from fillblank.data.download import Remote, add_images, download, find_images, local_folder
-from fillblank.data.sources.splits import split_file
+from fillblank.data.sources.splits import CAPTION_DATASETS, find_split_file, split_file
 from fillblank.errors import UserError
 
 IMAGES = Remote(
@@ -35,5 +35,7 @@ def fetch(dest: Path, source: str | None) -> None:
     images = find_images(folder, "Flickr8k_Dataset", "Flicker8k_Dataset")
     if images is None:
         raise UserError(f"sources.flickr8k: {folder} holds no {IMAGES.name} (nor the unpacked Flicker8k_Dataset/)")
+    if find_split_file(folder, "flickr8k") is None:  # a folder is meant to be offline: no silent download
+        raise UserError(f"sources.flickr8k: {folder} holds no dataset_flickr8k.json (nor {CAPTION_DATASETS.name})")
     split_file("flickr8k", dest, folder)
     add_images(images, dest / "images")
