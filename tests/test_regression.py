@@ -1,4 +1,5 @@
-"""The CI regression check: what counts as moved, and BiBS against the baselines."""
+"""The CI regression check: what counts as moved, BiBS against the baselines, and that a real
+decoding change fails it while another machine's kernels pass it."""
 
 import copy
 import json
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from fillblank.regression import TOLERANCE, bibs_behind, flatten, moved
+from fillblank import params
+from fillblank.errors import UserError
+from fillblank.regression import DECODE_TOLERANCE, FIXTURE, PIPELINE_TOLERANCE, bibs_behind, decode_fixture, flatten, moved, read
 
 METRICS = {
     "known": {
@@ -24,7 +27,9 @@ METRICS = {
         "bibs_unknown": {"0.5": {"CIDEr": 0.45, "length_error": 0.5}},
     },
     "seconds_per_blank": {"known": {"forward": 0.01, "bibs": 0.03}},
+    "provenance": {"fill": {"bibs": {"torch": "2.14.1", "cpu_capability": "AVX512", "threads": 2, "device": "cpu"}}},
 }
+TOLERANCE = 1e-3
 
 
 def changed(edits: dict[str, float]) -> dict:
@@ -43,23 +48,30 @@ def test_names_are_those_dvc_metrics_diff_shows():
     assert flatten(METRICS)["known.bibs.0.5.CIDEr"] == 0.7
 
 
-def test_the_same_metrics_pass_and_timings_are_not_compared():
-    assert moved(METRICS, copy.deepcopy(METRICS)) == []
-    assert moved(METRICS, changed({"seconds_per_blank/known/bibs": 9.0})) == []
+def test_the_same_metrics_pass_and_timings_and_provenance_are_not_compared():
+    assert moved(METRICS, copy.deepcopy(METRICS), TOLERANCE) == []
+    assert moved(METRICS, changed({"seconds_per_blank/known/bibs": 9.0}), TOLERANCE) == []
+    assert moved(METRICS, changed({"provenance/fill/bibs/threads": 1}), TOLERANCE) == []
     assert bibs_behind(METRICS) == []
 
 
 def test_a_change_within_the_tolerance_passes_and_beyond_it_fails():
-    assert moved(METRICS, changed({"known/forward/0.5/BLEU-4": 0.2 + TOLERANCE / 2})) == []
-    rows = moved(METRICS, changed({"known/forward/0.5/BLEU-4": 0.2 + 10 * TOLERANCE}))
+    assert moved(METRICS, changed({"known/forward/0.5/BLEU-4": 0.2 * (1 + TOLERANCE / 2)}), TOLERANCE) == []
+    rows = moved(METRICS, changed({"known/forward/0.5/BLEU-4": 0.2 * (1 + 10 * TOLERANCE)}), TOLERANCE)
     assert [(name, before) for name, before, _, _ in rows] == [("known.forward.0.5.BLEU-4", 0.2)]
+
+
+def test_each_metric_has_its_own_tolerance_in_the_pipeline_check():
+    cider = PIPELINE_TOLERANCE["CIDEr"]
+    assert moved(METRICS, changed({"known/bibs/0.5/CIDEr": 0.7 * (1 + cider / 2)}), PIPELINE_TOLERANCE) == []
+    assert len(moved(METRICS, changed({"known/bibs/0.5/CIDEr": 0.7 * (1 + 2 * cider)}), PIPELINE_TOLERANCE)) == 1
 
 
 def test_new_and_gone_metrics_count_as_moved():
     new = copy.deepcopy(METRICS)
     del new["unknown"]["forward"]["0.5"]["length_error"]
     new["known"]["bibs"]["0.5"]["METEOR"] = 0.2
-    assert [(name, why) for name, *_, why in moved(METRICS, new)] == [
+    assert [(name, why) for name, *_, why in moved(METRICS, new, TOLERANCE)] == [
         ("known.bibs.0.5.METEOR", "new"),
         ("unknown.forward.0.5.length_error", "gone"),
     ]
@@ -79,43 +91,73 @@ def test_bibs_a_few_blanks_behind_on_cider_is_noise():
     assert bibs_behind(changed({"known/bibs/0.5/CIDEr": 0.6 * 0.998})) == [("known.bibs.0.5.CIDEr", 0.6, 0.6 * 0.998, "below fb_rerank")]
 
 
-def regression(tmp_path: Path, *files: str) -> subprocess.CompletedProcess:
+def regression(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "fillblank.regression", *files], cwd=tmp_path, env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "fillblank.regression", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
 
 
-def check(tmp_path: Path, committed: dict, new: dict) -> subprocess.CompletedProcess:
-    (tmp_path / "committed.json").write_text(json.dumps(committed))
-    (tmp_path / "new.json").write_text(json.dumps(new))
-    return regression(tmp_path, "committed.json", "new.json")
+def metrics_folder(folder: Path, metrics: dict, perplexity: float = 1.75) -> Path:
+    """A metrics/ folder as the pipeline writes it: shapes.json and both captioners' training metrics."""
+    (folder / "train").mkdir(parents=True)
+    (folder / "shapes.json").write_text(json.dumps(metrics))
+    for direction in ("forward", "backward"):
+        (folder / f"train/shapes-{direction}.json").write_text(json.dumps({"best_val_perplexity": perplexity}))
+    return folder
 
 
-def test_the_command_passes_on_equal_files(tmp_path):
-    result = check(tmp_path, METRICS, METRICS)
+def test_the_pipeline_command_passes_on_equal_folders(tmp_path):
+    metrics_folder(tmp_path / "old", METRICS), metrics_folder(tmp_path / "new", METRICS)
+    result = regression(tmp_path, "pipeline", "old", "new")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "every metric within 1e-06" in result.stdout
+    assert result.stdout == "new: training and the shapes pipeline: every metric within its tolerance of the committed one\n"
 
 
-def test_the_command_fails_with_a_table_of_what_moved(tmp_path):
-    result = check(tmp_path, METRICS, changed({"known/bibs/0.5/CIDEr": 0.55, "known/forward/0.25/BLEU-4": 0.31}))
+def test_the_pipeline_command_fails_with_a_table_of_what_moved(tmp_path):
+    metrics_folder(tmp_path / "old", METRICS)
+    metrics_folder(tmp_path / "new", changed({"known/bibs/0.5/CIDEr": 0.55, "known/forward/0.25/BLEU-4": 0.4}), perplexity=1.9)
+    result = regression(tmp_path, "pipeline", "old", "new")
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[0] == "2 metrics moved beyond 1e-06 (committed.json -> new.json):"
+    assert lines[0] == "new: training and the shapes pipeline: 4 metrics moved beyond their tolerance:"
     assert lines[1].split() == ["metric", "committed", "new"]
-    assert lines[2].split() == ["known.bibs.0.5.CIDEr", "0.700000", "0.550000", "moved", "by", "-0.15"]
-    assert lines[3].split() == ["known.forward.0.25.BLEU-4", "0.300000", "0.310000", "moved", "by", "+0.01"]
-    assert lines[4] == "BiBS below a baseline on CIDEr in new.json:"
-    assert lines[6].split() == ["known.bibs.0.5.CIDEr", "0.600000", "0.550000", "below", "fb_rerank"]
+    assert lines[2].split() == ["train/shapes-forward.json:", "best_val_perplexity", "1.750000", "1.900000", "moved", "by", "+0.15"]
+    assert lines[4].split() == ["known.bibs.0.5.CIDEr", "0.700000", "0.550000", "moved", "by", "-0.15"]
+    assert lines[5].split() == ["known.forward.0.25.BLEU-4", "0.300000", "0.400000", "moved", "by", "+0.1"]
 
 
 def test_a_missing_file_is_one_line(tmp_path):
-    (tmp_path / "new.json").write_text("{}")
-    result = regression(tmp_path, "nowhere.json", "new.json")
-    assert (result.returncode, result.stderr) == (2, "error: nowhere.json: no such file\n")
+    metrics_folder(tmp_path / "new", METRICS)
+    result = regression(tmp_path, "pipeline", "nowhere", "new")
+    assert (result.returncode, result.stderr) == (2, "error: nowhere/train/shapes-forward.json: no such file\n")
 
 
 @pytest.mark.parametrize("text", ["not json", "\xff"])
 def test_a_file_that_is_not_metrics_is_one_line(tmp_path, text):
     (tmp_path / "bad.json").write_text(text, encoding="latin-1")
-    result = regression(tmp_path, "bad.json", "bad.json")
-    assert result.returncode == 2 and result.stderr.startswith("error: bad.json: not a metrics JSON file")
+    with pytest.raises(UserError, match="bad.json: not a metrics JSON file"):
+        read(tmp_path / "bad.json")
+
+
+# The decoding half on the committed fixture: BiBS alone, on its 900 blanks, in under a
+# minute; without `exact`, so without the search error, which needs it.
+def bibs_only(metrics: dict) -> dict:
+    return {
+        setting: {"bibs": {ratio: {name: value for name, value in values.items() if name != "search_error"}
+                           for ratio, values in metrics[setting]["bibs"].items()}}
+        for setting in ("known", "unknown")
+    }
+
+
+def decode_bibs(**change) -> dict:
+    return bibs_only(decode_fixture(params.load().fill.model_copy(update=change), ["bibs"]))
+
+
+@pytest.mark.slow
+def test_the_fixed_captioners_decode_as_committed():
+    assert moved(bibs_only(read(FIXTURE / "metrics.json")), decode_bibs(), DECODE_TOLERANCE) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [{"sweeps": 0}, {"beam": 3}], ids=["bibs without sweeps after the start", "beam 3"])
+def test_a_real_decoding_change_fails_the_check(change):
+    assert moved(bibs_only(read(FIXTURE / "metrics.json")), decode_bibs(**change), DECODE_TOLERANCE) != []
