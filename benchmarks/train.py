@@ -1,12 +1,16 @@
 """Is training as fast as its LSTM? Training tokens per second against those of a bare
-`nn.LSTM` forward and backward pass over the same batches, both measured in this one run.
+`nn.LSTM` forward and backward pass over the same batches, both measured in this one run,
+once with PyTorch's kernels as it picks them for this CPU (the default) and once pinned to
+AVX2 (`PINNED`, what an older release forced on every machine), each in a fresh process,
+since the kernels are chosen at a process's first computation.
 
     python benchmarks/train.py [--captions 3000] [--threads 2] [--epochs 1]
 
 The training side is `fillblank.train.fit` (embedding, image projection, LSTM, output
 layer, masked loss, backward, gradient clipping, RMSprop step), timed by fit itself over
 its training passes only. The bare side runs `nn.LSTM(embed, hidden)` on random inputs of
-each batch's padded shape and back-propagates their sum; it is timed before and after the
+each batch's padded shape and back-propagates their sum, down to the inputs (a captioner
+must: its word embeddings learn); it is timed before and after the
 training run and averaged, so that a machine whose load drifts flatters neither side.
 Tokens are the predicted words and <end>, padding excluded, on both sides. Target: ratio
 >= 0.8 (so no Python loop over time steps, and little beside the LSTM).
@@ -15,6 +19,7 @@ A third line adds to the bare LSTM the output layer and the loss on the unpadded
 the work no captioner of this vocabulary can skip. On a CPU the output layer alone costs
 about 60% of the LSTM's multiply-adds at these sizes (2,500 x 512 against 4 x 512 x 1,024
 per token), so the ratio to it tells the loop's own overhead apart from the model's.
+Target: that ratio >= 0.85 with the default kernels.
 
 Settings are Flickr8k's in params.yaml (the seed's: embed and hidden 512, batches of 100),
 on a captioner of Flickr8k size (vocabulary 2,500, features 1,280 as efficientnet_lite0
@@ -24,6 +29,9 @@ flickr8k-dev when it is there (mean 10.8 words, up to 36), else 8 to 16 words un
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +45,7 @@ from fillblank.data.text import END_ID, PAD_ID, SPECIALS, START_ID, Vocab, norma
 from fillblank.train import Data, Split, fit
 
 VOCAB, FEATURES, IMAGES = 2500, 1280, 500
+PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 FLICKR8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k-dev" / "dataset_flickr8k.json"
 
 
@@ -73,7 +82,8 @@ def bare_tokens_per_second(split: Split, embed: int, hidden: int, batch_size: in
         _, inputs, targets = split.batch(index)
         real = targets != PAD_ID
         start = time.perf_counter()
-        outputs, _ = lstm(torch.randn(*inputs.shape, embed))  # shape: (B, T, hidden)
+        words = torch.randn(*inputs.shape, embed, requires_grad=True)  # as the embedding's output, which learns too
+        outputs, _ = lstm(words)  # shape: (B, T, hidden)
         if vocab:
             F.cross_entropy(out(outputs[real]), targets[real], reduction="sum").backward()
         else:
@@ -83,12 +93,8 @@ def bare_tokens_per_second(split: Split, embed: int, hidden: int, batch_size: in
     return tokens / seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--captions", type=int, default=3000, help="training captions per epoch")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--epochs", type=int, default=1)
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict:
+    """Tokens per second of training and of the two bare baselines, in this process."""
     torch.set_num_threads(args.threads)
     flickr8k = params.load().train.settings("flickr8k")
     settings = flickr8k.model_copy(update={"max_epochs": args.epochs, "patience": args.epochs})
@@ -96,21 +102,46 @@ def main() -> None:
     words = SPECIALS + tuple(f"w{i}" for i in range(VOCAB - len(SPECIALS)))
     data = Data(Vocab(words, (0,) * VOCAB, 1), captions(args.captions, generator), captions(200, generator), {"direction": "forward"})
     lengths = data.train.lengths.float() - 1
-    print(f"{args.captions} captions of {lengths.mean():.1f} words on average (up to {lengths.max():.0f}), "
-          f"vocabulary {VOCAB}, embed {settings.embed}, hidden {settings.hidden}, batch {settings.batch_size}, "
-          f"{args.threads} threads")
-
     sizes = (data.train, settings.embed, settings.hidden, settings.batch_size)
     before = bare_tokens_per_second(*sizes), bare_tokens_per_second(*sizes, vocab=VOCAB)
     with tempfile.TemporaryDirectory() as folder:
         trained = fit(settings, data, Path(folder) / "resume.pt").tokens_per_second
     after = bare_tokens_per_second(*sizes), bare_tokens_per_second(*sizes, vocab=VOCAB)
-    bare, floor = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
-    print(f"training:                  {trained:8.0f} tokens/s")
-    print(f"bare LSTM:                 {bare:8.0f} tokens/s (before {before[0]:.0f}, after {after[0]:.0f})")
-    print(f"bare LSTM + output layer:  {floor:8.0f} tokens/s (before {before[1]:.0f}, after {after[1]:.0f})")
-    print(f"ratio to the bare LSTM:    {trained / bare:8.2f} (target >= 0.8)")
-    print(f"ratio to LSTM + output:    {trained / floor:8.2f}")
+    return {
+        "setup": f"{args.captions} captions of {lengths.mean():.1f} words on average (up to {lengths.max():.0f}), vocabulary "
+                 f"{VOCAB}, embed {settings.embed}, hidden {settings.hidden}, batch {settings.batch_size}, {args.threads} thread(s)",
+        "kernels": torch.backends.cpu.get_cpu_capability(),
+        "training": trained,
+        "bare": (before[0] + after[0]) / 2,
+        "floor": (before[1] + after[1]) / 2,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--captions", type=int, default=3000, help="training captions per epoch")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--here", action="store_true", help="measure in this process only and print JSON (what each run calls)")
+    args = parser.parse_args()
+    if args.here:
+        print(json.dumps(measure(args)))
+        return
+
+    runs = {}
+    for name, env in (("default", {}), ("pinned to AVX2", PINNED)):
+        unset = {key: value for key, value in os.environ.items() if key not in PINNED}
+        command = [sys.executable, __file__, "--here", "--captions", str(args.captions), "--threads", str(args.threads), "--epochs", str(args.epochs)]
+        out = subprocess.run(command, env=unset | env, capture_output=True, text=True, check=True).stdout
+        runs[name] = json.loads(out.splitlines()[-1])  # after the progress lines fit prints
+    print(runs["default"]["setup"])
+    print(f"{'kernels':34}" + "".join(f"{name + ' (' + run['kernels'] + ')':>26}" for name, run in runs.items()))
+    for key, label in (("training", "training"), ("bare", "bare LSTM"), ("floor", "bare LSTM + output + loss")):
+        print(f"{label + ' tokens/s':34}" + "".join(f"{run[key]:26.0f}" for run in runs.values()))
+    print(f"{'ratio to the bare LSTM':34}" + "".join(f"{run['training'] / run['bare']:26.2f}" for run in runs.values()))
+    print(f"{'ratio to LSTM + output + loss':34}" + "".join(f"{run['training'] / run['floor']:26.2f}" for run in runs.values())
+          + "   (target >= 0.85, default)")
+    print(f"default over pinned, training tokens/s: {runs['default']['training'] / runs['pinned to AVX2']['training']:.2f}")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ the pipeline in two halves, each compared as tightly as its own spread allows:
   and then. A BiBS method below a baseline on CIDEr (by more than `CIDER_NOISE`) fails too.
 - **training and the whole pipeline**: each captioner's best validation perplexity within
   `PERPLEXITY_TOLERANCE`, and each metric of `metrics/shapes.json` within its
-  `PIPELINE_TOLERANCE`, both relative to the committed `metrics/`.
+  `PIPELINE_TOLERANCE`, both relative to the committed `metrics/`. BiBS's ordering is not
+  checked here: retrained captioners have put it 0.16% behind fb_rerank at one ratio.
 
-Each tolerance is a few times the largest move measured between kernel paths (README).
+A metric's `change` is relative to its size, or absolute below 1 (shares). Each tolerance
+is about twice the largest change measured between kernel paths (docs/reproducibility.md).
 Timings and provenance are never compared. After a change that moves results on purpose,
 commit the new `metrics/` and run `decoding --write` (or `freeze`, when the captioners
 changed) and commit the fixture's new `metrics.json`.
@@ -29,7 +31,6 @@ changed) and commit the fixture's new `metrics.json`.
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -55,12 +56,16 @@ FIXTURE_IMAGES = 60  # the first test images of `shapes`: 300 captions, 900 blan
 DATASET = "shapes"
 UNCOMPARED = ("seconds_per_blank", "provenance")
 
-# Relative (and, for values near zero, absolute) moves allowed; see the module docstring.
+# The largest `change` allowed (docs/reproducibility.md). Decoding the fixed captioners
+# gave the same metrics to 6 decimals on every kernel path tried, so its tolerance only
+# leaves room for one near-tie to flip somewhere (one blank of a cell's 300 moves its
+# exact-match rate by 0.33%); beam 3 instead of 7 moves CIDEr by 1.2%. Captioners trained
+# on other kernel paths moved the pipeline's metrics by percents: about twice the largest.
 DECODE_TOLERANCE = 0.005
-PERPLEXITY_TOLERANCE = 0.02
+PERPLEXITY_TOLERANCE = 0.03
 PIPELINE_TOLERANCE = {
-    "BLEU-1": 0.05, "BLEU-2": 0.05, "BLEU-3": 0.05, "BLEU-4": 0.05, "METEOR": 0.05, "ROUGE-L": 0.05, "CIDEr": 0.05,
-    "exact_match": 0.08, "mean_score": 0.15, "search_error": 0.05, "length_error": 0.1,
+    "BLEU-1": 0.04, "BLEU-2": 0.05, "BLEU-3": 0.05, "BLEU-4": 0.07, "METEOR": 0.06, "ROUGE-L": 0.04, "CIDEr": 0.10,
+    "exact_match": 0.10, "mean_score": 0.25, "search_error": 0.15, "length_error": 0.30,
 }
 # Where the blanks are short, fb_rerank finds the fill of highest S(Y) for all but a few,
 # and which method's CIDEr is higher turns on those few: on `shapes` at ratio 0.25 even
@@ -80,11 +85,20 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
     return flat
 
 
+def change(before: float, after: float) -> float:
+    """How far a metric moved: relative to its size, or absolute for values below 1 (shares,
+    counts near zero), so that one tolerance reads as "a few percent" for both."""
+    return abs(after - before) / max(abs(before), abs(after), 1.0)
+
+
+def compared(metrics: dict) -> dict[str, float]:
+    return flatten({k: v for k, v in metrics.items() if k not in UNCOMPARED})
+
+
 def moved(committed: dict, new: dict, tolerance: float | dict[str, float]) -> list[tuple[str, float | None, float | None, str]]:
     """`(metric, committed, new, why)` for every metric that is new, gone or moved too far.
     `tolerance` is one number, or one per metric name (the last part of a flat name)."""
-    old = flatten({k: v for k, v in committed.items() if k not in UNCOMPARED})
-    now = flatten({k: v for k, v in new.items() if k not in UNCOMPARED})
+    old, now = compared(committed), compared(new)
     rows = []
     for name in sorted(old.keys() | now.keys()):
         before, after = old.get(name), now.get(name)
@@ -93,9 +107,19 @@ def moved(committed: dict, new: dict, tolerance: float | dict[str, float]) -> li
             rows.append((name, None, after, "new"))
         elif after is None:
             rows.append((name, before, None, "gone"))
-        elif not math.isclose(after, before, rel_tol=allowed, abs_tol=allowed):
+        elif change(before, after) > allowed:
             rows.append((name, before, after, f"moved by {after - before:+.6g}"))
     return rows
+
+
+def largest_changes(committed: dict, new: dict) -> dict[str, float]:
+    """The largest `change` of each metric name over all settings, methods and ratios."""
+    old, now = compared(committed), compared(new)
+    largest: dict[str, float] = {}
+    for name in old.keys() & now.keys():
+        metric = name.rsplit(".", 1)[-1]
+        largest[metric] = max(largest.get(metric, 0.0), change(old[name], now[name]))
+    return largest
 
 
 def bibs_behind(metrics: dict) -> list[tuple[str, float, float, str]]:
@@ -114,15 +138,10 @@ def bibs_behind(metrics: dict) -> list[tuple[str, float, float, str]]:
     return rows
 
 
-def perplexities_moved(committed: Path, new: Path) -> list[tuple[str, float | None, float | None, str]]:
-    """Each captioner's best validation perplexity (`<metrics>/train/shapes-<direction>.json`)."""
-    rows = []
-    for direction in ("forward", "backward"):
-        name = f"train/{DATASET}-{direction}.json"
-        before, after = (read(folder / name)["best_val_perplexity"] for folder in (committed, new))
-        if not math.isclose(after, before, rel_tol=PERPLEXITY_TOLERANCE):
-            rows.append((f"{name}: best_val_perplexity", before, after, f"moved by {after - before:+.6g}"))
-    return rows
+def perplexities(committed: Path, new: Path) -> dict[str, tuple[float, float]]:
+    """`{"train/shapes-<direction>.json": (committed, new)}`: each captioner's best validation perplexity."""
+    names = [f"train/{DATASET}-{direction}.json" for direction in ("forward", "backward")]
+    return {name: tuple(read(folder / name)["best_val_perplexity"] for folder in (committed, new)) for name in names}
 
 
 def decode_fixture(fill: params.Fill, methods: list[str], fixture: Path = FIXTURE) -> dict:
@@ -179,8 +198,8 @@ def read(path: Path) -> dict:
         raise UserError(f"{path}: not a metrics JSON file ({error})") from None
 
 
-def report(what: str, changes: list, behind: list) -> None:
-    """Print what failed, then exit 1; or print one line that `what` passed."""
+def report(what: str, changes: list, behind: list, largest: dict[str, float]) -> None:
+    """Print what failed, then exit 1; or that `what` passed, with the `largest` changes."""
     if changes:
         print(f"{what}: {len(changes)} metrics moved beyond their tolerance:")
         print(render(changes, ("committed", "new")))
@@ -189,7 +208,8 @@ def report(what: str, changes: list, behind: list) -> None:
         print(render(behind, ("baseline", "bibs")))
     if changes or behind:
         sys.exit(1)
-    print(f"{what}: every metric within its tolerance of the committed one")
+    print(f"{what}: every metric within its tolerance of the committed one; largest changes: "
+          + ", ".join(f"{name} {value:.2%}" for name, value in sorted(largest.items())))
 
 
 def main() -> None:
@@ -204,9 +224,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.command == "pipeline":
-        changes = perplexities_moved(args.committed, args.new)
-        changes += moved(read(args.committed / f"{DATASET}.json"), read(args.new / f"{DATASET}.json"), PIPELINE_TOLERANCE)
-        report(f"{args.new}: training and the {DATASET} pipeline", changes, [])
+        trained = perplexities(args.committed, args.new)
+        changes = [(f"{name}: best_val_perplexity", before, after, f"moved by {after - before:+.6g}")
+                   for name, (before, after) in trained.items() if change(before, after) > PERPLEXITY_TOLERANCE]
+        committed, new = read(args.committed / f"{DATASET}.json"), read(args.new / f"{DATASET}.json")
+        largest = largest_changes(committed, new) | {"perplexity": max(change(*pair) for pair in trained.values())}
+        report(f"{args.new}: training and the {DATASET} pipeline", changes + moved(committed, new, PIPELINE_TOLERANCE), [], largest)
         return
     if args.command == "freeze":
         freeze(Path("."))
@@ -216,7 +239,8 @@ def main() -> None:
         write_text(FIXTURE / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print(f"decoding on fixed captioners: metrics written to {FIXTURE / 'metrics.json'}")
         return
-    report("decoding on fixed captioners", moved(read(FIXTURE / "metrics.json"), metrics, DECODE_TOLERANCE), bibs_behind(metrics))
+    committed = read(FIXTURE / "metrics.json")
+    report("decoding on fixed captioners", moved(committed, metrics, DECODE_TOLERANCE), bibs_behind(metrics), largest_changes(committed, metrics))
 
 
 if __name__ == "__main__":
