@@ -93,3 +93,14 @@ def test_editing_a_file_in_a_local_source_folder_reruns_download(tmp_path):
     (source / "dataset_flickr8k.json").write_text(json.dumps({"images": images}))
     assert "Running stage 'download@flickr8k'" in sh("dvc", "repro", "download", cwd=project)
     assert "fixed by hand" in (project / "data/raw/flickr8k/dataset_flickr8k.json").read_text()
+
+
+def test_dvc_exp_run_with_a_misspelt_key_stops_in_one_line(small):
+    sh("git", "add", "-A", cwd=small)
+    sh("git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "baseline", cwd=small)
+    refused = dvc("exp", "run", "-S", "fill.beem=3", cwd=small)  # DVC itself refuses a key params.yaml lacks
+    assert refused.returncode != 0 and "fill.beem" in refused.stdout + refused.stderr
+    added = dvc("exp", "run", "-S", "+fill.beem=3", cwd=small)  # `+` adds it: our check stops the run
+    assert added.returncode != 0
+    assert "error: params.yaml: unknown key 'fill.beem'\n" in added.stdout + added.stderr
+    assert "Running stage 'download@shapes'" not in added.stdout
