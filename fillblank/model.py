@@ -97,7 +97,8 @@ def save_checkpoint(path: str | Path, model: Captioner, config: dict, vocab: Voc
 
 
 def load_checkpoint(path: str | Path, vocab: Vocab) -> Captioner:
-    """The captioner saved at `path`, in eval mode, on the CPU; it must have been trained on `vocab`."""
+    """The captioner saved at `path`, in eval mode, on the CPU; it must have been trained on
+    `vocab`. Its `config` is the checkpoint's: how, and on what machine, it was trained."""
     checkpoint = read_checkpoint(path)
     if checkpoint["vocab_sha256"] != vocab.sha256:
         raise UserError(
@@ -106,6 +107,7 @@ def load_checkpoint(path: str | Path, vocab: Vocab) -> Captioner:
         )
     model = Captioner(**checkpoint["sizes"])
     model.load_state_dict(checkpoint["state_dict"])
+    model.config = checkpoint["config"]
     return model.eval()
 
 

@@ -30,23 +30,23 @@ def main() -> None:
     settings = params_module.load().blanks
     ratios = settings.ratios
     captions_path = args.captions or Path("data/prepared") / args.dataset / "captions.parquet"
-    out = args.out or Path("data/blanks") / f"{args.dataset}.parquet"
-
     skipped_path = args.skipped or Path("data/features") / f"{args.dataset}.skipped.json"
+    out = args.out or Path("data/blanks") / f"{args.dataset}.parquet"
 
     captions = tables.read(captions_path, ["image_id", "split", "sentence_id", "tokens"], made_by="prepare")
     if not skipped_path.is_file():
         raise UserError(f"{skipped_path}: no such file (run the features stage first)")
     skipped = [entry["image_id"] for entry in json.loads(skipped_path.read_text(encoding="utf-8"))["skipped"]]
-    left_out = captions.filter(pc.and_(pc.equal(captions["split"], "test"), pc.is_in(captions["image_id"], pa.array(skipped, pa.int64()))))
-    captions = captions.filter(pc.invert(pc.is_in(captions["image_id"], pa.array(skipped, pa.int64()))))
+    of_skipped = pc.is_in(captions["image_id"], pa.array(skipped, pa.int64()))
+    left_out = captions.filter(pc.and_(of_skipped, pc.equal(captions["split"], "test"))).num_rows
+    captions = captions.filter(pc.invert(of_skipped))
     table = blanks.table(captions, ratios, settings.test_images)
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     lengths = pc.list_value_length(table["blank"]).to_pylist()
     print(f"{args.dataset}: {table.num_rows} blanks ({table.num_rows // len(ratios)} test captions x {len(ratios)} ratios), "
           f"{sum(lengths) / len(lengths):.2f} words each on average, at most {max(lengths)}; written to {out}; "
-          f"{left_out.num_rows} test captions of skipped images left out")
+          f"{left_out} test captions of skipped images left out")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ with its length unknown (`bibs_unknown`: unknown only).
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -22,7 +21,7 @@ from fillblank.data import sources
 from fillblank.data.text import Vocab
 from fillblank.decode.step import Models
 from fillblank.errors import UserError, run
-from fillblank.model import load_checkpoint, read_checkpoint
+from fillblank.model import load_checkpoint
 
 
 def main() -> None:
@@ -46,12 +45,13 @@ def main() -> None:
     models = Models(load_checkpoint(models_dir / "forward.pt", vocab), load_checkpoint(models_dir / "backward.pt", vocab))
     table = tables.read(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet", ["blank_id", "image_id", "left", "blank", "right"], made_by="blanks")
     features = image_features.read(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
-    trained_on = {name: read_checkpoint(models_dir / f"{name}.pt")["config"].get("provenance") for name in ("forward", "backward")}
+    trained_on = {"forward": models.forward.config.get("provenance"), "backward": models.backward.config.get("provenance")}
     filled = decode.fill_table(args.method, models, vocab, table, features, p, trained_on)
 
+    removed = pc.mean(pc.list_value_length(table["blank"])).as_py()
     for setting in decode.SETTINGS[args.method]:
         rows = filled.filter(pc.equal(filled["setting"], setting))
-        lengths = f", length {pc.mean(rows['length']).as_py():.2f} (removed: {np.mean([len(b) for b in table['blank'].to_pylist()]):.2f})"
+        lengths = f", length {pc.mean(rows['length']).as_py():.2f} (removed: {removed:.2f})"
         print(f"{args.dataset} {args.method}, {setting} length: mean S(Y) {pc.mean(rows['score']).as_py():.4f}"
               f"{lengths if setting == 'unknown' else ''} over {rows.num_rows} blanks")
     with atomic_path(out) as tmp:

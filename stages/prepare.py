@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 
 from fillblank import params as params_module
 from fillblank.atomic import atomic_path
-from fillblank.data.karpathy import SHOWN
 from fillblank.data import karpathy, sources
 from fillblank.data.text import Vocab
 from fillblank.errors import UserError, run
@@ -36,7 +35,7 @@ def main() -> None:
     captions, dropped = karpathy.read(raw / f"dataset_{args.dataset}.json")
     share = len(dropped) / max(1, captions.num_rows + len(dropped))
     if share > params.prepare.max_dropped:
-        first = "; ".join(f"image {d['image_id']} ({d['filename']}): {d['reason']}" for d in dropped[:SHOWN])
+        first = "; ".join(f"image {d['image_id']} ({d['filename']}): {d['reason']}" for d in dropped[:karpathy.SHOWN])
         raise UserError(f"{raw}: {len(dropped)} captions or images dropped ({share:.1%}, more than prepare.max_dropped "
                         f"{params.prepare.max_dropped:.1%}): {first}")
     splits = Counter(captions["split"].to_pylist())

@@ -36,11 +36,11 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
+from fillblank import provenance
+from fillblank.data.text import Vocab
 from fillblank.decode.baselines import backward, fb_max, fb_rerank, forward
 from fillblank.decode.bibs import bibs, bibs_unknown
 from fillblank.decode.exact import exact
-from fillblank import provenance
-from fillblank.data.text import Vocab
 from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
 from fillblank.params import Fill
 
@@ -97,7 +97,6 @@ def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None,
                 filled[i] = Filled(tokens, score, seconds)
             progress.update(len(index))
     return filled
-
 
 
 def fill_table(method: str, models: Models, vocab: Vocab, blank_set: pa.Table, features: torch.Tensor, p: Fill, trained_on: dict) -> pa.Table:
