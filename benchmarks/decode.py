@@ -8,7 +8,8 @@ captioners (rows through `step`). Every method fills the same blanks; each time 
 best of `--repeats` runs, the methods taking turns, as this machine's speed drifts.
 
 The captioner is `fillblank.model.Captioner` (hidden 512, embed 512, vocabulary 2,500,
-features 1,280 as efficientnet_lite0 gives), the captions have 12 words and the blanks are
+features 1,280 as efficientnet_lite0 gives) and the infiller `fillblank.infill.Infiller` at
+the `infill` sizes of params.yaml for flickr8k, the captions have 12 words and the blanks are
 cut at ratio 0.5 (6 words), beam 7; the other settings are the `fill` section of
 params.yaml. A random captioner is the worst case for BiBS: its beams never settle, so every
 blank runs all `fill.sweeps` sweeps. `--dataset flickr8k` measures instead the pipeline's
@@ -30,9 +31,10 @@ import torch
 from fillblank import features, params, tables
 from fillblank.blanks import cut
 from fillblank.data.text import SPECIALS, Vocab
-from fillblank.decode import METHODS
+from fillblank.decode.registry import methods
 from fillblank.decode.step import Blanks, Models
-from fillblank.model import Captioner, load_checkpoint
+from fillblank.infill import Infiller
+from fillblank.model import Captioner, load_models
 from fillblank.train import DIRECTIONS
 
 VOCAB, HIDDEN, EMBED, FEATURES, WORDS, RATIO, BEAM = 2500, 512, 512, 1280, 12, 0.5, 7
@@ -74,7 +76,10 @@ Draw = Callable[[int], tuple[Blanks, int]]  # a batch of this many blanks, and t
 def random_captioner() -> tuple[Models, Draw]:
     """Two random captioners of Flickr8k size, and blanks cut from random 12-word captions."""
     torch.manual_seed(0)
-    models = Models(*(Counted(Captioner(VOCAB, FEATURES, EMBED, HIDDEN, dropout=0.0).eval()) for _ in DIRECTIONS))
+    captioners = (Counted(Captioner(VOCAB, FEATURES, EMBED, HIDDEN, dropout=0.0).eval()) for _ in DIRECTIONS)
+    s = params.load().infill.settings("flickr8k")
+    infiller = Infiller(VOCAB, FEATURES, s.width, s.heads, s.layers, s.feedforward, s.image_tokens, dropout=0.0).eval()
+    models = Models(*captioners, infiller)
     generator = torch.Generator().manual_seed(0)
 
     def draw(count: int) -> tuple[Blanks, int]:
@@ -89,7 +94,8 @@ def random_captioner() -> tuple[Models, Draw]:
 def trained_captioner(dataset: str) -> tuple[Models, Draw]:
     """The pipeline's captioners of `dataset`, and its test blanks at `RATIO` of the most common length."""
     vocab = Vocab.load(Path("data/prepared") / dataset / "vocab.json")
-    models = Models(*(Counted(load_checkpoint(Path("data/models") / dataset / f"{d}.pt", vocab)) for d in DIRECTIONS))
+    trained = load_models(Path("data/models") / dataset, vocab)
+    models = Models(Counted(trained.forward), Counted(trained.backward), trained.infiller)
     table = tables.read(Path("data/blanks") / f"{dataset}.parquet", ["image_id", "ratio", "left", "blank", "right"], made_by="blanks").to_pandas()
     rows = table[table["ratio"] == RATIO]
     length = int(rows["blank"].map(len).mode()[0])
@@ -107,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=None, help="the pipeline's trained captioners of this dataset; default: random ones")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m != "exact"], default=["forward", "backward", "fb_max", "fb_rerank", "bibs"])
+    parser.add_argument("--methods", nargs="+", choices=[m for m, entry in methods().items() if entry.role != "oracle"], default=["forward", "backward", "fb_max", "fb_rerank", "bibs", "infill"])
     parser.add_argument("--repeats", type=int, default=5, help="runs of each method and batch, in turns; the fastest counts")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sweeps", type=int, default=None, help="BiBS sweeps; default: fill.sweeps of params.yaml")
@@ -130,18 +136,19 @@ def main() -> None:
     print(f"{'method':<14}{'batch':>6}{'blanks/s':>10}{'GFLOP/s':>9}{'of mm':>7}")
     seconds, rows = {}, {}
     with torch.inference_mode():
-        METHODS["forward"](models, example, length, p)  # warm up
+        methods()["forward"].fill(models, example, length, p)  # warm up
         for _ in range(args.repeats):  # in turns, so that a slow spell of the machine slows every method alike
             for method in args.methods:
                 for batch, (data, length) in batches.items():
                     models.forward.rows = models.backward.rows = 0
                     began = time.perf_counter()
-                    METHODS[method](models, data, length, p)
+                    methods()[method].fill(models, data, length, p)
                     seconds[method, batch] = min(seconds.get((method, batch), math.inf), time.perf_counter() - began)
                     rows[method, batch] = models.forward.rows + models.backward.rows
     for method, batch in seconds:
         rate = rows[method, batch] * step_flops(sizes) / seconds[method, batch] / 1e9
-        print(f"{method:<14}{batch:>6}{batch / seconds[method, batch]:>10.2f}{rate:>9.1f}{rate / reference:>7.0%}")
+        flops = f"{rate:>9.1f}{rate / reference:>7.0%}" if rows[method, batch] else f"{'-':>9}{'-':>7}"  # infill: no captioner steps
+        print(f"{method:<14}{batch:>6}{batch / seconds[method, batch]:>10.2f}{flops}")
     if {"forward", "bibs"} <= set(args.methods):
         for batch in args.batches:
             time_ratio = seconds["bibs", batch] / seconds["forward", batch]

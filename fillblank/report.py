@@ -6,9 +6,9 @@ All three are built from what `fillblank.evaluate` produces:
   setting and metric: methods as rows, blank ratios as columns, the best value of each
   column that is not the oracle's in bold, and a last row per BiBS method with its
   relative gain over the best baseline (positive: BiBS is better).
-- `plot_csvs(metrics)`: `{"<setting>/<metric>.csv": text}`, each a column `ratio` and one
-  column per method, for `dvc plots` to draw the metric against the ratio, one line per
-  method.
+- `plot_csvs(metrics)`: `{"<setting>.csv": text}`, one row per method and ratio, for
+  `dvc plots` to draw each metric against the ratio, one line per method; `chart(metrics,
+  metric, title)`: the same as an SVG image that needs no network to render.
 - `gallery(examples, images, title)`: one standalone HTML page (images embedded as data
   URIs) showing, per example, the image, the blanked caption, each method's filled
   caption with the filled words marked, and the references. `pick_examples` chooses the
@@ -29,7 +29,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from fillblank import images
-from fillblank.evaluate import BASELINES, BIBS, COCO_METRICS, LOWER_IS_BETTER, SETTINGS
+from fillblank.decode.registry import with_role
+from fillblank.evaluate import COCO_METRICS, LOWER_IS_BETTER, SETTINGS
 from fillblank.errors import UserError
 
 TABLE_METRICS = ("CIDEr", *(m for m in COCO_METRICS if m != "CIDEr"), "exact_match", "mean_score", "length_error", "search_error")
@@ -43,9 +44,9 @@ def tables(metrics: dict, title: str) -> str:
         "",
         "Each table is one metric in one setting: methods as rows, blank ratios (the share of",
         "a caption's words removed) as columns. The whole filled sentence is scored against all",
-        "captions of its image. `exact` is the exhaustive search, an oracle, not a baseline; bold",
-        "marks the best of the others. The last rows give each BiBS method's relative gain over",
-        f"the best baseline ({', '.join(BASELINES)}); positive means BiBS is better.",
+        f"captions of its image. An oracle ({', '.join(with_role('oracle'))}) is no contender; bold marks the",
+        "best of the others. The last rows give each bidirectional method's relative gain over",
+        f"the best baseline ({', '.join(with_role('baseline'))}); positive means it is better.",
     ]
     for setting in SETTINGS:
         if setting not in metrics:
@@ -67,6 +68,7 @@ def layout(by_method: dict) -> tuple[list[str], list[str]]:
 def table(by_method: dict, ratios: list[str], metric: str) -> str:
     """One markdown table: `by_method` is `{method: {ratio: {metric: value}}}`."""
     lower = metric in LOWER_IS_BETTER
+    oracles = with_role("oracle")
     better = min if lower else max
 
     def value(method: str, ratio: str) -> float | None:
@@ -74,7 +76,7 @@ def table(by_method: dict, ratios: list[str], metric: str) -> str:
 
     best = {}
     for ratio in ratios:
-        candidates = [v for m in by_method if m != "exact" and (v := value(m, ratio)) is not None]
+        candidates = [v for m in by_method if m not in oracles and (v := value(m, ratio)) is not None]
         best[ratio] = better(candidates) if candidates else None
 
     rows = [f"| method | {' | '.join(ratios)} |", f"|:--|{'--:|' * len(ratios)}"]
@@ -83,13 +85,13 @@ def table(by_method: dict, ratios: list[str], metric: str) -> str:
         for ratio in ratios:
             v = value(method, ratio)
             text = "—" if v is None else f"{v:.3f}"
-            cells.append(f"**{text}**" if v is not None and v == best[ratio] and method != "exact" else text)
+            cells.append(f"**{text}**" if v is not None and v == best[ratio] and method not in oracles else text)
         rows.append(f"| {method} | {' | '.join(cells)} |")
 
-    for bibs in (m for m in BIBS if m in by_method):
+    for bibs in (m for m in with_role("bidirectional") if m in by_method):
         cells = []
         for ratio in ratios:
-            baselines = [v for m in BASELINES if m in by_method and (v := value(m, ratio)) is not None]
+            baselines = [v for m in with_role("baseline") if m in by_method and (v := value(m, ratio)) is not None]
             ours = value(bibs, ratio)
             if not baselines or ours is None or better(baselines) == 0:
                 cells.append("—")
@@ -103,20 +105,63 @@ def table(by_method: dict, ratios: list[str], metric: str) -> str:
 
 
 def plot_csvs(metrics: dict) -> dict[str, str]:
+    """`{"<setting>.csv": text}`: one row per method and ratio (columns ratio, method, then
+    every metric), the long form that `.dvc/plots/by_method.json` draws one line per method
+    from, so that no plot lists the methods by hand."""
     files = {}
-    for setting in SETTINGS:
-        if setting not in metrics:
-            continue
+    for setting in (s for s in SETTINGS if s in metrics):
         by_method = metrics[setting]
         ratios, names = layout(by_method)
-        for metric in names:
-            methods = [m for m in by_method if any(metric in values for values in by_method[m].values())]
-            lines = [",".join(["ratio", *methods])]
-            for ratio in ratios:
-                cells = [by_method[m].get(ratio, {}).get(metric) for m in methods]
-                lines.append(",".join([ratio, *("" if v is None else repr(v) for v in cells)]))
-            files[f"{setting}/{metric}.csv"] = "\n".join(lines) + "\n"
+        lines = [",".join(["ratio", "method", *names])]
+        for method, per_ratio in by_method.items():
+            for ratio in (r for r in ratios if r in per_ratio):
+                cells = (per_ratio[ratio].get(name) for name in names)
+                lines.append(",".join([ratio, method, *("" if v is None else repr(v) for v in cells)]))
+        files[f"{setting}.csv"] = "\n".join(lines) + "\n"
     return files
+
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def chart(metrics: dict, metric: str, title: str) -> str:
+    """An SVG line chart of `metric` against the blank ratio, one line per method and
+    setting (solid: length known, dashed: unknown). A plain file that renders anywhere, with
+    no script and no network, unlike `dvc plots show`'s page, which loads Vega from a CDN."""
+    lines = {(method, setting): sorted((float(r), v[metric]) for r, v in per_ratio.items() if metric in v)
+             for setting in SETTINGS if setting in metrics for method, per_ratio in metrics[setting].items()}
+    lines = {key: points for key, points in lines.items() if points}
+    xs = sorted({x for points in lines.values() for x, _ in points})
+    ys = [y for points in lines.values() for _, y in points]
+    low, high = min(ys), max(ys)
+    low, high = (low - 0.5, high + 0.5) if high == low else (low - 0.05 * (high - low), high + 0.05 * (high - low))
+    width, height, left, top, plot_w, plot_h = 640, 360, 60, 40, 380, 270
+
+    def at(x: float, y: float) -> str:
+        fx = 0.5 if len(xs) == 1 else (x - xs[0]) / (xs[-1] - xs[0])
+        return f"{left + fx * plot_w:.1f},{top + (1 - (y - low) / (high - low)) * plot_h:.1f}"
+
+    e = html.escape
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           '<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="{left}" y="22" font-size="14">{e(title)}</text>',
+           f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
+    for i in range(5):
+        y = low + (high - low) * i / 4
+        svg.append(f'<text x="{left - 6}" y="{at(xs[0], y).split(",")[1]}" text-anchor="end" dy="4">{y:.3g}</text>')
+    for x in xs:
+        svg.append(f'<text x="{at(x, low).split(",")[0]}" y="{top + plot_h + 16}" text-anchor="middle">{x:g}</text>')
+    svg.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">blank ratio</text>')
+    methods = list(dict.fromkeys(method for method, _ in lines))
+    for n, ((method, setting), points) in enumerate(lines.items()):
+        colour, dash = PALETTE[methods.index(method) % len(PALETTE)], ' stroke-dasharray="6,4"' if setting == "unknown" else ""
+        path = " ".join(at(x, y) for x, y in points)
+        svg.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        svg += [f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="3" fill="{colour}"/>' for c in path.split()]
+        ly = top + 8 + n * 16
+        svg.append(f'<line x1="{left + plot_w + 16}" y1="{ly}" x2="{left + plot_w + 40}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>')
+        svg.append(f'<text x="{left + plot_w + 46}" y="{ly + 4}">{e(method)}, {setting}</text>')
+    return "\n".join(svg + ["</svg>"]) + "\n"
 
 
 def pick_examples(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFrame, count: int) -> list[dict]:
@@ -206,7 +251,9 @@ def gallery(examples: list[dict], images: dict[str, str], title: str) -> str:
         f'<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title><style>{STYLE}</style></head><body>',
         f"<h1>{e(title)}</h1>",
         "<p>The blanks where the methods' fills differ most in sentence BLEU (nltk, against all "
-        "captions of the image). Marked words are each method's fill.</p>",
+        "captions of the image). Marked words are each method's fill. All the scores: "
+        '<a href="table.md">table.md</a>; against the blank ratio: '
+        '<a href="plots/CIDEr.svg">CIDEr</a>, <a href="plots/BLEU-4.svg">BLEU-4</a>.</p>',
     ]
     for ex in examples:
         known = ex["setting"] == "known"

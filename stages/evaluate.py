@@ -6,7 +6,8 @@ data/prepared/<dataset>/captions.parquet. Writes
 
     metrics/<dataset>.json                         layout in fillblank/evaluate.py
     reports/<dataset>/table.md                     one table per setting and metric
-    reports/<dataset>/plots/<setting>/<metric>.csv ratio and one column per method
+    reports/<dataset>/plots/<setting>.csv          ratio, method and every metric (`dvc plots`)
+    reports/<dataset>/plots/<metric>.svg           CIDEr and BLEU-4 against the ratio, as images
 
 Fills that do not match the blank set stop the stage before anything is written.
 """
@@ -20,7 +21,9 @@ from fillblank.atomic import atomic_path, write_text
 from fillblank.data import sources
 from fillblank.errors import run
 from fillblank.evaluate import evaluate, read_provenance, read_results
-from fillblank.report import plot_csvs, tables
+from fillblank.report import chart, plot_csvs, tables
+
+CHARTS = ("CIDEr", "BLEU-4")  # drawn as images; every metric is in the CSVs
 
 
 def main() -> None:
@@ -41,6 +44,8 @@ def main() -> None:
         for relative, text in plot_csvs(metrics).items():
             (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
             (tmp / relative).write_text(text, encoding="utf-8")
+        for metric in CHARTS:
+            (tmp / f"{metric}.svg").write_text(chart(metrics, metric, f"{name}: {metric} against the blank ratio"), encoding="utf-8")
     print(f"{name}: tables in {reports / 'table.md'}, metrics in metrics/{name}.json, plot data in {reports / 'plots'}/")
 
 

@@ -8,6 +8,8 @@
     data/fills/shapes/<method>.parquet      every method of `FILLERS`, both settings
                                             (bibs_unknown: unknown only)
 
+and, when `root` holds a params.yaml, sets its `fill.methods` to those of `FILLERS`.
+
 Each method fills in a way whose scores are known in advance (see `FILLERS`).
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 from PIL import Image
 
 CAPTIONS = {
@@ -65,6 +68,10 @@ def write_dataset(root: Path) -> Path:
                 blanks.append({"blank_id": len(blanks), "image_id": image_id, "sentence_id": sentence_id,
                                "ratio": ratio, "left": left, "blank": blank, "right": right})
 
+    if (root / "params.yaml").is_file():  # the stages read the fills of `fill.methods`: these
+        settings = yaml.safe_load((root / "params.yaml").read_text())
+        settings["fill"]["methods"] = list(FILLERS)
+        (root / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     write(root / "data/prepared/shapes/captions.parquet", pd.DataFrame(captions))
     write(root / "data/blanks/shapes.parquet", pd.DataFrame(blanks))
     for method, filler in FILLERS.items():

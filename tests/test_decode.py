@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from fillblank.data.text import SPECIALS
-from fillblank.decode import METHODS, SETTINGS, fill
+from fillblank.decode import fill
+from fillblank.decode.registry import methods
 from fillblank.decode.baselines import beam_search
 from fillblank.decode.bibs import bibs, bibs_unknown, mbest
 from fillblank.decode.step import Blanks, Models, advance, start
@@ -50,7 +51,7 @@ def words(fills: list[list[int]]) -> list[str]:
 
 def test_forward_beam_search_cannot_see_the_right_words():
     blanks = blanks_of("the ___ sleeps", "the ___ sleep")
-    assert words(METHODS["forward"](DOGS, blanks, 1, fill_params(beam=2))) == ["dogs", "dogs"]  # whatever follows
+    assert words(methods()["forward"].fill(DOGS, blanks, 1, fill_params(beam=2))) == ["dogs", "dogs"]  # whatever follows
     assert words(bibs(DOGS, blanks, 1, fill_params(beam=1))) == ["dog", "dogs"]
 
 
@@ -80,10 +81,10 @@ def test_bibs_finds_the_sentence_that_every_baseline_misses():
     vocab = list(SPECIALS) + garden
     said = lambda fills: " ".join(vocab[i] for i in fills[0])
     p = fill_params(beam=1, sweeps=1)
-    assert said(METHODS["forward"](models, blank, 2, p)) == "red ball"
-    assert said(METHODS["backward"](models, blank, 2, p)) == "small dog"
-    assert said(METHODS["fb_max"](models, blank, 2, p)) in ("red ball", "small dog")
-    assert said(METHODS["fb_rerank"](models, blank, 2, p)) in ("red ball", "small dog")
+    assert said(methods()["forward"].fill(models, blank, 2, p)) == "red ball"
+    assert said(methods()["backward"].fill(models, blank, 2, p)) == "small dog"
+    assert said(methods()["fb_max"].fill(models, blank, 2, p)) in ("red ball", "small dog")
+    assert said(methods()["fb_rerank"].fill(models, blank, 2, p)) in ("red ball", "small dog")
     assert said(bibs(models, blank, 2, p)) == "black cat"
     oracle, _ = brute_force(models, blank.features[0], blank.left[0], blank.right[0], [2], vocab=len(vocab))
     assert said([oracle]) == "black cat"
@@ -93,7 +94,7 @@ def test_bibs_never_returns_worse_than_the_forward_beam_it_starts_from():
     models = random_models(vocab=9, seed=0)
     blanks = Blanks(torch.randn(12, 3, generator=torch.Generator().manual_seed(0)), [[4, 5], [6]] * 6, [[7], [8, 4, 5]] * 6)
     p = fill_params(beam=2, sweeps=3)
-    forward = [true_score(models, blanks.features[n], blanks.left[n] + f + blanks.right[n]) for n, f in enumerate(METHODS["forward"](models, blanks, 2, p))]
+    forward = [true_score(models, blanks.features[n], blanks.left[n] + f + blanks.right[n]) for n, f in enumerate(methods()["forward"].fill(models, blanks, 2, p))]
     found = [true_score(models, blanks.features[n], blanks.left[n] + f + blanks.right[n]) for n, f in enumerate(bibs(models, blanks, 2, p))]
     assert all(b >= f - 1e-5 for b, f in zip(found, forward))
     assert sum(found) > sum(forward)  # and on a random model, sometimes better
@@ -103,9 +104,9 @@ def test_fb_max_keeps_the_answer_its_own_captioner_likes_more():
     models = random_models(vocab=9, seed=17)
     blanks = Blanks(torch.randn(16, 3, generator=torch.Generator().manual_seed(6)), [[4], [5, 6]] * 8, [[7, 8], [4]] * 8)
     p = fill_params(beam=2)
-    chosen = METHODS["fb_max"](models, blanks, 2, p)
+    chosen = methods()["fb_max"].fill(models, blanks, 2, p)
     picked = []
-    for n, (f, b) in enumerate(zip(METHODS["forward"](models, blanks, 2, p), METHODS["backward"](models, blanks, 2, p))):
+    for n, (f, b) in enumerate(zip(methods()["forward"].fill(models, blanks, 2, p), methods()["backward"].fill(models, blanks, 2, p))):
         forward = log_prob(models.forward, blanks.features[n], blanks.left[n] + f + blanks.right[n])
         backward = log_prob(models.backward, blanks.features[n], (blanks.left[n] + b + blanks.right[n])[::-1])
         picked.append("forward" if forward > backward else "backward")
@@ -117,8 +118,8 @@ def test_beam_search_keeps_what_greedy_search_drops():
     tables = {"<start>": {"the": 0.9}, "the": {"dog": 0.6, "cat": 0.4}, "dog": {"sleeps": 0.35, "sleep": 0.3}, "cat": {"sleeps": 0.95}}
     models = Models(bigram(WORDS, tables), bigram(WORDS, {}))
     blank = blanks_of("the ___")
-    assert words(METHODS["forward"](models, blank, 2, fill_params(beam=1))) == ["dog sleeps"]
-    assert words(METHODS["forward"](models, blank, 2, fill_params(beam=2))) == ["cat sleeps"]
+    assert words(methods()["forward"].fill(models, blank, 2, fill_params(beam=1))) == ["dog sleeps"]
+    assert words(methods()["forward"].fill(models, blank, 2, fill_params(beam=2))) == ["cat sleeps"]
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])
@@ -138,13 +139,13 @@ def test_beam_width_one_is_greedy_search(direction):
                 fill.append(word)
                 log_probs, state = model.step(torch.tensor([word]), state)
             greedy.append(fill if direction == "forward" else fill[::-1])
-        assert METHODS[direction](models, blanks, length, fill_params(beam=1)) == greedy
+        assert methods()[direction].fill(models, blanks, length, fill_params(beam=1)) == greedy
 
 
 def test_a_beam_wider_than_the_vocabulary_is_a_clear_error():
     with pytest.raises(UserError, match=r"beam width 8 is larger than the 7 words a blank can hold"):
-        METHODS["bibs"](DOGS, blanks_of("the ___ sleeps"), 1, fill_params(beam=8))
-    assert METHODS["bibs"](DOGS, blanks_of("the ___ sleeps"), 1, fill_params(beam=7))
+        methods()["bibs"].fill(DOGS, blanks_of("the ___ sleeps"), 1, fill_params(beam=8))
+    assert methods()["bibs"].fill(DOGS, blanks_of("the ___ sleeps"), 1, fill_params(beam=7))
 
 
 def agreeing(noun: str) -> tuple[dict, dict]:
@@ -154,21 +155,22 @@ def agreeing(noun: str) -> tuple[dict, dict]:
     return forward, backward
 
 
-@pytest.mark.parametrize("method", METHODS)
+# The infiller is a trained model, not a transition table: tests/test_infill.py shows that it reads the image.
+@pytest.mark.parametrize("method", [name for name, entry in methods().items() if entry.role != "infiller"])
 def test_every_method_reads_the_image(method):
     (dog_forward, dog_backward), (cat_forward, cat_backward) = agreeing("dog"), agreeing("cat")
     models = Models(bigram(WORDS, dog_forward, cat_forward), bigram(WORDS, dog_backward, cat_backward))
     blanks = blanks_of("the ___ sleeps", "the ___ sleeps", features=torch.tensor([[0.0], [1.0]]))
-    for length in [1, None] if "known" in SETTINGS[method] else [None]:
-        assert words(METHODS[method](models, blanks, length, fill_params(beam=2))) == ["dog", "cat"]
+    for length in [1, None] if "known" in methods()[method].settings else [None]:
+        assert words(methods()[method].fill(models, blanks, length, fill_params(beam=2))) == ["dog", "cat"]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", methods())
 def test_fills_leave_the_context_alone_and_score_the_whole_sentence(method):
     models = random_models(vocab=8, seed=5)
     blanks = Blanks(torch.randn(5, 3, generator=torch.Generator().manual_seed(2)), [[4, 5], [], [6], [7, 4, 5], [6]], [[7], [4, 5], [], [6], [5, 7]])
     p = fill_params(beam=3, max_length=3, batch=2)
-    for setting in SETTINGS[method]:
+    for setting in methods()[method].settings:
         lengths = [2, 1, 3, 2, 1] if setting == "known" else None
         filled = fill(method, models, blanks, lengths, p)
         for n, result in enumerate(filled):
@@ -198,8 +200,8 @@ def test_a_batch_of_blanks_decodes_as_each_blank_alone():
     blanks = Blanks(torch.randn(8, 3, generator=torch.Generator().manual_seed(2)), left, right)
     p = fill_params(beam=2, sweeps=6)
     for method in ("forward", "backward", "fb_rerank", "bibs"):
-        together = METHODS[method](models, blanks, 3, p)
-        alone = [METHODS[method](models, blanks.take([n]), 3, p)[0] for n in range(len(blanks))]
+        together = methods()[method].fill(models, blanks, 3, p)
+        alone = [methods()[method].fill(models, blanks.take([n]), 3, p)[0] for n in range(len(blanks))]
         assert together == alone, method
     assert bibs_unknown(models, blanks, None, p) == [bibs_unknown(models, blanks.take([n]), None, p)[0] for n in range(len(blanks))]
     every = p.model_copy(update={"m_best": 100})  # all that BiBS scored, not just the winner

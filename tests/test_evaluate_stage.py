@@ -39,10 +39,13 @@ def test_the_stage_writes_metrics_tables_and_plot_data(tmp_path, params_file):
     assert known.splitlines()[-1].startswith("| bibs vs best baseline | +")
     assert unknown.splitlines()[-2:][0].startswith("| bibs vs best baseline | +")
     assert unknown.splitlines()[-1].startswith("| bibs_unknown vs best baseline | +")
-    csv = (tmp_path / "reports/shapes/plots/known/CIDEr.csv").read_text().splitlines()
-    assert csv[0] == "ratio,forward,backward,fb_max,fb_rerank,bibs,exact"
-    assert [line.split(",")[0] for line in csv[1:]] == ["0.25", "0.5"]
-    assert float(csv[1].split(",")[5]) == metrics["known"]["bibs"]["0.25"]["CIDEr"]
+    rows = [line.split(",") for line in (tmp_path / "reports/shapes/plots/known.csv").read_text().splitlines()]
+    assert rows[0][:3] == ["ratio", "method", "CIDEr"]
+    assert [row[:2] for row in rows[1:3]] == [["0.25", "forward"], ["0.5", "forward"]]
+    bibs_at_quarter = next(row for row in rows if row[:2] == ["0.25", "bibs"])
+    assert float(bibs_at_quarter[2]) == metrics["known"]["bibs"]["0.25"]["CIDEr"]
+    svg = (tmp_path / "reports/shapes/plots/CIDEr.svg").read_text()
+    assert svg.startswith("<svg") and "bibs_unknown, unknown" in svg and "http" not in svg.replace("http://www.w3.org/2000/svg", "")
 
 
 def test_the_stage_stops_before_writing_anything(tmp_path, params_file):

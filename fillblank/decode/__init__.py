@@ -1,13 +1,15 @@
 """Filling blanks: beam search, the baselines, BiBS and exact search over one step interface.
 
 A decoder sees the captioners only through `init` and `step` (`step.py`); every method is
-`method(models, blanks, length, p) -> fills`, batched over blanks x hypotheses, with the
-blank's length given (known-length setting) or `None` (unknown: the method chooses it, up
-to `p.max_length`), `p` the `fill` section of params. What each does, and how it chooses
-a length, is in its module's docstring:
+`method(models, blanks, length, p) -> fills` (the `Method` protocol of `registry.py`, where
+each method is declared once), batched over blanks x hypotheses, with the blank's length
+given (known-length setting) or `None` (unknown: the method chooses it, up to
+`p.max_length`), `p` the `fill` section of params. What each does, and how it chooses a
+length, is in its module's docstring:
 
     forward, backward, fb_max, fb_rerank   baselines.py   (URNN-f, URNN-b, URNN-fb-max, URNN-fb-BiRNN)
     bibs, bibs_unknown                     bibs.py        (BiRNN-BSCD, BiRNN-BSMP)
+    infill                                 infilling.py   (the context encoder for captions, fillblank/infill.py)
     exact                                  exact.py       (branch and bound on S(Y))
 
 `fill` runs one method over a batch of blanks; `fill_table` over a whole blank set, in
@@ -38,23 +40,9 @@ from tqdm import tqdm
 
 from fillblank import provenance
 from fillblank.data.text import Vocab
-from fillblank.decode.baselines import backward, fb_max, fb_rerank, forward
-from fillblank.decode.bibs import bibs, bibs_unknown
-from fillblank.decode.exact import exact
+from fillblank.decode.registry import methods
 from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
 from fillblank.params import Fill
-
-METHODS = {
-    "forward": forward,
-    "backward": backward,
-    "fb_max": fb_max,
-    "fb_rerank": fb_rerank,
-    "bibs": bibs,
-    "bibs_unknown": bibs_unknown,
-    "exact": exact,
-}
-# Which settings each method runs in, for the fill stage.
-SETTINGS = {method: ("unknown",) if method == "bibs_unknown" else ("known", "unknown") for method in METHODS}
 
 SCHEMA = pa.schema([
     ("blank_id", pa.int64()),
@@ -90,7 +78,7 @@ def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None,
         for length, index in batches:
             batch = blanks.take(index)
             began = time.perf_counter()
-            fills = METHODS[method](models, batch, length, p)
+            fills = methods()[method].fill(models, batch, length, p)
             seconds = (time.perf_counter() - began) / len(index)
             scores = fill_scores(partial(bidirectional, models), batch, range(len(index)), fills)  # shape: (N,)
             for i, tokens, score in zip(index, fills, scores.tolist()):
@@ -106,7 +94,7 @@ def fill_table(method: str, models: Models, vocab: Vocab, blank_set: pa.Table, f
     left, blank, right = (blank_set[name].to_pylist() for name in ("left", "blank", "right"))
     blanks = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
     columns = {name: [] for name in SCHEMA.names}
-    for setting in SETTINGS[method]:
+    for setting in methods()[method].settings:
         filled = fill(method, models, blanks, [len(b) for b in blank] if setting == "known" else None, p)
         for blank_id, before, after, result in zip(blank_set["blank_id"].to_pylist(), left, right, filled):
             words = vocab.decode(result.tokens)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from fillblank.decode.beam import Beam, sweep
+from fillblank.decode.registry import register
 from fillblank.decode.step import Blanks, Models, advance, best, bidirectional, log_prob, start
 from fillblank.params import Fill
 
@@ -49,17 +50,20 @@ def one_way(models: Models, blanks: Blanks, length: int | None, p: Fill, own_sco
     return best(blanks, candidates, partial(log_prob, models.forward))
 
 
+@register("forward", role="baseline", description="beam search with the forward captioner from the left words [URNN-f]")
 @torch.inference_mode()
 def forward(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     return one_way(models, blanks, length, p, own_score=False)[0]
 
 
+@register("backward", role="baseline", description="beam search with the backward captioner from the right words [URNN-b]")
 @torch.inference_mode()
 def backward(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     fills, _ = one_way(models.mirrored(), blanks.mirrored(), length, p, own_score=False)
     return [fill[::-1] for fill in fills]
 
 
+@register("fb_max", role="baseline", description="forward or backward, whichever its own captioner scores higher [URNN-fb-max]")
 @torch.inference_mode()
 def fb_max(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     forward_fills, forward_scores = one_way(models, blanks, length, p, own_score=True)
@@ -67,6 +71,7 @@ def fb_max(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[
     return [f if fs >= bs else b[::-1] for f, fs, b, bs in zip(forward_fills, forward_scores.tolist(), backward_fills, backward_scores.tolist())]
 
 
+@register("fb_rerank", role="baseline", description="the hypotheses of both beam searches, reranked by S(Y) [URNN-fb-BiRNN]")
 @torch.inference_mode()
 def fb_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     steps = length or p.max_length

@@ -54,6 +54,7 @@ from torch import Tensor
 
 from fillblank.decode.baselines import beam_search, pooled
 from fillblank.decode.beam import Beam, handover, sweep
+from fillblank.decode.registry import register
 from fillblank.decode.step import Blanks, Models, bidirectional, complete, fill_scores, select, side
 from fillblank.errors import UserError
 from fillblank.params import Fill
@@ -101,6 +102,8 @@ def mbest(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[l
     return [ranked(s, p.m_best) for s in seen]
 
 
+@register("bibs", role="bidirectional", ranks=mbest,
+          description="Bidirectional Beam Search: sweeps left and right over the blank [BiRNN-BSCD]")
 def bibs(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     return [fills[0][0] for fills in mbest(models, blanks, length, p)]
 
@@ -137,6 +140,8 @@ def best_after(beams: list[Beam]) -> tuple[Tensor, Tensor]:
     return torch.stack(scores), torch.stack(parents)
 
 
+@register("bibs_unknown", role="bidirectional", settings=("unknown",),
+          description="BiBS at the length where forward and backward searches meet best [BiRNN-BSMP]")
 @torch.inference_mode()
 def bibs_unknown(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     if length is not None:

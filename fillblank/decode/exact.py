@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from fillblank.decode.bibs import bibs, bibs_unknown
+from fillblank.decode.registry import register
 from fillblank.decode.step import FIRST_WORD, Blanks, Models, bidirectional, fill_scores, finish, other_way, select, side
 from fillblank.params import Fill
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 SLACK = 1e-4
 
 
+@register("exact", role="oracle", description="branch and bound for the fill of highest S(Y): the oracle; slow on long blanks")
 @torch.inference_mode()
 def exact(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     fills, proven = search(models, blanks, length, p)

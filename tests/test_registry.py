@@ -1,0 +1,57 @@
+"""The method registry: one declaration per method, built-in or from the project's methods/ folder."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from fillblank import params
+from fillblank.decode import registry
+from fillblank.errors import UserError
+
+
+def test_every_built_in_method_declares_what_the_pipeline_reads():
+    methods = registry.methods()
+    assert list(methods)[:7] == ["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "exact"]
+    assert {name: entry.role for name, entry in methods.items() if entry.role != "baseline"} == {
+        "bibs": "bidirectional", "bibs_unknown": "bidirectional", "exact": "oracle", "infill": "infiller", "infill_rerank": "infiller"}
+    assert methods["bibs_unknown"].settings == ("unknown",)
+    assert [name for name, entry in methods.items() if entry.ranks] == ["bibs"]
+    assert all(entry.description and entry.name == name for name, entry in methods.items())
+
+
+def test_a_name_declared_twice_is_refused():
+    with pytest.raises(UserError, match="method 'bibs' is declared twice"):
+        registry.register("bibs", role="baseline", description="another")(lambda models, blanks, length, p: [])
+
+
+def test_a_wrong_role_or_setting_is_refused_where_it_is_declared():
+    with pytest.raises(ValueError, match="role 'best'"):
+        registry.register("mine", role="best", description="x")
+    with pytest.raises(ValueError, match="settings"):
+        registry.register("mine", role="baseline", description="x", settings=("sometimes",))
+
+
+def test_a_method_in_the_projects_methods_folder_runs_like_a_built_in(tmp_path):
+    """In a fresh process, as the stages see it: params accept it, `fillblank methods` lists it."""
+    (tmp_path / "methods").mkdir()
+    shutil.copy(REPO / "examples/sample_rerank.py", tmp_path / "methods")
+    settings = yaml.safe_load((REPO / "params.yaml").read_text())
+    settings["fill"]["methods"].append("sample_rerank")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
+    check = "from fillblank import params; print(params.load().fill.methods[-1])"
+    loaded = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True)
+    assert loaded.stdout.strip() == "sample_rerank", loaded.stderr
+    listed = subprocess.run([sys.executable, "-c", "from fillblank.cli import main; main(['methods'])"], cwd=tmp_path, capture_output=True, text=True)
+    assert listed.stdout.splitlines()[-1].startswith("sample_rerank ") and "(baseline; known and unknown length)" in listed.stdout
+
+
+def test_an_undeclared_method_in_params_is_one_line_naming_the_methods(tmp_path):
+    settings = yaml.safe_load((REPO / "params.yaml").read_text())
+    settings["fill"]["methods"] = ["bibs", "bibz"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
+    with pytest.raises(UserError, match=r"'fill.methods': no method 'bibz'; the methods are forward, backward, .* \(user methods go in methods/\*\.py\)$"):
+        params.load(tmp_path / "params.yaml")
