@@ -5,7 +5,7 @@
     fillblank methods
 
 `fill` uses what the pipeline built for the dataset, found from the current folder (the
-project root): the two captioners `data/models/<ds>/{forward,backward}.pt` (or
+project root): the two captioners `data/models/<ds>/{forward,backward}.pt` and the infiller `infill.pt` (or
 `--models DIR`), the vocabulary `data/prepared/<ds>/vocab.json`, the features file
 `data/features/<ds>.h5`, read only for its provenance so that the photo goes through the
 same backbone, weights and transform as the training images, and the `fill` section of
@@ -34,27 +34,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fillblank import decode, features, images, params
+from fillblank import features, images, params
 from fillblank.data import sources
 from fillblank.data.text import Vocab, normalise
-from fillblank.decode.bibs import mbest
+from fillblank.decode import registry
 from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
 from fillblank.errors import UserError, run
-from fillblank.model import load_checkpoint
+from fillblank.model import load_models
 
 BLANK = re.compile(r"_{3,}")  # "___"; a longer run of underscores is the same blank
-
-# What `fillblank methods` says of each method of `decode.METHODS` (the seed's names in brackets).
-DESCRIPTIONS = {
-    "forward": "beam search with the forward captioner from the left words [URNN-f]",
-    "backward": "beam search with the backward captioner from the right words [URNN-b]",
-    "fb_max": "forward or backward, whichever its own captioner scores higher [URNN-fb-max]",
-    "fb_rerank": "the hypotheses of both beam searches, reranked by S(Y) [URNN-fb-BiRNN]",
-    "bibs": "Bidirectional Beam Search: sweeps left and right over the blank [BiRNN-BSCD]; ranks --top fills",
-    "bibs_unknown": "BiBS at the length where forward and backward searches meet best [BiRNN-BSMP]",
-    "exact": "branch and bound for the fill of highest S(Y): the oracle; slow on long blanks",
-}
-
 
 @dataclass(frozen=True)
 class Caption:
@@ -142,10 +130,12 @@ def image_features(image: Image.Image, features_file: Path) -> torch.Tensor:
 
 
 def rank(method: str, models: Models, blank: Blanks, length: int | None, p, top: int) -> list[tuple[list[int], float]]:
-    """Up to `top` fills of the one blank, best first, with their S(Y); only bibs ranks several."""
-    if method == "bibs":
-        return mbest(models, blank, length, p.model_copy(update={"m_best": top}))[0]
-    [tokens] = decode.METHODS[method](models, blank, length, p)
+    """Up to `top` fills of the one blank, best first, with their S(Y): those of the method's
+    ranker, or its one fill where it has none (`fillblank methods` says which rank)."""
+    entry = registry.methods()[method]
+    if entry.ranks is not None:
+        return entry.ranks(models, blank, length, p.model_copy(update={"m_best": top}))[0]
+    [tokens] = entry.fill(models, blank, length, p)
     [score] = fill_scores(partial(bidirectional, models), blank, [0], [tokens]).tolist()
     return [(tokens, score)]
 
@@ -159,7 +149,7 @@ def fill(args: argparse.Namespace) -> None:
     unknown = unknown_words(caption, vocab)
     if unknown:
         print(f"warning: not in the {args.dataset} vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
-    models = Models(load_checkpoint(inputs.forward, vocab), load_checkpoint(inputs.backward, vocab))
+    models = load_models(inputs.forward.parent, vocab)
     feats = image_features(image, inputs.features)  # shape: (1, D)
     expected = models.forward.sizes["feature_dim"]
     if feats.shape[1] != expected:
@@ -185,9 +175,10 @@ def fill(args: argparse.Namespace) -> None:
 
 
 def methods(args: argparse.Namespace) -> None:
-    for name in decode.METHODS:
-        settings = " and ".join(decode.SETTINGS[name])
-        print(f"{name:<13} {DESCRIPTIONS[name]} ({settings} length)")
+    for name, entry in registry.methods().items():
+        settings = " and ".join(entry.settings)
+        ranks = "; ranks --top fills" if entry.ranks else ""
+        print(f"{name:<13} {entry.description} ({entry.role}; {settings} length{ranks})")
 
 
 def length(text: str) -> int | None:
@@ -223,10 +214,10 @@ def parser() -> argparse.ArgumentParser:
     option("--caption", required=True, help='the caption, with ___ where words are missing: "a dog ___ in the snow"')
     option("--length", type=length, default=None, metavar="N|auto",
            help="how many words the blank holds, or auto to let the method choose (default: auto)")
-    option("--method", choices=list(decode.METHODS), default="bibs",
+    option("--method", choices=list(registry.methods()), default="bibs",
            help="how to search for the fill (default: bibs); `fillblank methods` describes each")
     option("--top", type=positive, default=5, metavar="K",
-           help="how many fills to print, best first (default: 5); bibs ranks several, the other methods give one")
+           help="how many fills to print, best first (default: 5); methods that rank (see `fillblank methods`) give several, the others one")
     option("--dataset", choices=sources.NAMES, default="shapes", help="whose captioners to use (default: shapes)")
     option("--models", type=Path, default=None, metavar="DIR",
            help="folder holding forward.pt and backward.pt (default: data/models/<dataset>)")

@@ -87,7 +87,7 @@ class Captioner(nn.Module):
         return log_probs, (h, c, torch.zeros_like(image))
 
 
-def save_checkpoint(path: str | Path, model: Captioner, config: dict, vocab: Vocab) -> None:
+def save_checkpoint(path: str | Path, model: nn.Module, config: dict, vocab: Vocab) -> None:
     """Write the model's sizes and weights, the trainer's `config` and the vocabulary's hash."""
     checkpoint = {"sizes": model.sizes, "config": config, "vocab_sha256": vocab.sha256, "state_dict": model.state_dict()}
     buffer = io.BytesIO()  # torch.save names the archive inside after a file: a buffer keeps the bytes path-free
@@ -96,17 +96,21 @@ def save_checkpoint(path: str | Path, model: Captioner, config: dict, vocab: Voc
         tmp.write_bytes(buffer.getvalue())
 
 
-def load_checkpoint(path: str | Path, vocab: Vocab) -> Captioner:
-    """The captioner saved at `path`, in eval mode, on the CPU; it must have been trained on
-    `vocab`. Its `config` is the checkpoint's: how, and on what machine, it was trained."""
+def load_checkpoint(path: str | Path, vocab: Vocab, kind: type[nn.Module] = Captioner) -> nn.Module:
+    """The model saved at `path` (a `kind`: the captioner, or `fillblank.infill.Infiller`), in
+    eval mode, on the CPU; it must have been trained on `vocab`. Its `config` is the
+    checkpoint's: how, and on what machine, it was trained."""
     checkpoint = read_checkpoint(path)
     if checkpoint["vocab_sha256"] != vocab.sha256:
         raise UserError(
             f"{path}: trained on another vocabulary (sha256 {checkpoint['vocab_sha256'][:12]}, "
             f"this one is {vocab.sha256[:12]}); retrain it or use the vocab.json it was trained with"
         )
-    model = Captioner(**checkpoint["sizes"])
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model = kind(**checkpoint["sizes"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, RuntimeError):  # another kind's sizes or weights
+        raise UserError(f"{path}: not a checkpoint of a {kind.__name__}") from None
     model.config = checkpoint["config"]
     return model.eval()
 
@@ -120,5 +124,15 @@ def read_checkpoint(path: str | Path) -> dict:
     except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
         raise UserError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
     if not isinstance(checkpoint, dict) or not {"sizes", "config", "vocab_sha256", "state_dict"} <= checkpoint.keys():
-        raise UserError(f"{path}: not a fillblank captioner checkpoint")
+        raise UserError(f"{path}: not a fillblank checkpoint")
     return checkpoint
+
+
+def load_models(folder: Path, vocab: Vocab) -> "Models":
+    """The captioners `folder/{forward,backward}.pt` and, when it is there, the infiller `folder/infill.pt`."""
+    from fillblank.decode.step import Models
+    from fillblank.infill import Infiller
+
+    infiller = folder / "infill.pt"
+    return Models(load_checkpoint(folder / "forward.pt", vocab), load_checkpoint(folder / "backward.pt", vocab),
+                  load_checkpoint(infiller, vocab, Infiller) if infiller.is_file() else None)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from fillblank.errors import UserError
 
@@ -62,15 +62,16 @@ class TrainSettings(Section):
     patience: int = Field(ge=1)  # epochs without a better validation perplexity before stopping
 
 
-# The same keys, each optional: a dataset's entry names only the settings it changes.
-TrainOverride = create_model(
-    "TrainOverride",
-    __base__=Section,
-    **{
+def optional(settings: type[Section]) -> type[Section]:
+    """The same keys, each optional: a dataset's override names only the settings it changes."""
+    fields = {
         name: ((Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation) | None, None)
-        for name, field in TrainSettings.model_fields.items()
-    },
-)
+        for name, field in settings.model_fields.items()
+    }
+    return create_model(settings.__name__.replace("Settings", "Override"), __base__=Section, **fields)
+
+
+TrainOverride = optional(TrainSettings)
 
 
 class TrainOverrides(Section):
@@ -94,6 +95,43 @@ class Train(TrainSettings):
         return TrainSettings(**seed | getattr(self.overrides, dataset).model_dump(exclude_none=True))
 
 
+class InfillSettings(Section):
+    """How the context encoder for captions is built and trained (fillblank/infill.py)."""
+
+    seed: int
+    width: int = Field(ge=1)  # d_model: every token's vector
+    heads: int = Field(ge=1)  # attention heads; must divide width
+    layers: int = Field(ge=1)  # encoder layers, and as many decoder layers
+    feedforward: int = Field(ge=1)  # the hidden size of each layer's feed-forward block
+    image_tokens: int = Field(ge=1)  # the image feature becomes this many input tokens
+    dropout: float = Field(ge=0, lt=1)
+    lr: float = Field(gt=0)  # AdamW's learning rate
+    clip: float = Field(gt=0)  # each gradient element is clipped to [-clip, clip]
+    batch_size: int = Field(ge=1)  # captions (one blank each) per update, over all processes together
+    max_epochs: int = Field(ge=1)
+    patience: int = Field(ge=1)  # epochs without a better validation loss of the blank words before stopping
+
+
+InfillOverride = optional(InfillSettings)
+
+
+class InfillOverrides(Section):
+    shapes: InfillOverride
+    flickr8k: InfillOverride
+    flickr30k: InfillOverride
+    coco: InfillOverride
+
+
+class Infill(InfillSettings):
+    """The infiller's settings, and per dataset the ones that differ from them."""
+
+    overrides: InfillOverrides
+
+    def settings(self, dataset: str) -> InfillSettings:
+        base = self.model_dump(exclude={"overrides"})
+        return InfillSettings(**base | getattr(self.overrides, dataset).model_dump(exclude_none=True))
+
+
 class Report(Section):
     examples: int = Field(ge=1)  # blanks shown in reports/<dataset>/examples.html
 
@@ -105,19 +143,26 @@ class Blanks(Section):
     test_images: Annotated[int, Field(gt=0)] | None  # the first N test images only (a quick run); null: all
 
 
-Method = Literal["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "exact"]
-
-
 class Fill(Section):
     """How the blanks are filled (fillblank/decode)."""
 
-    methods: list[Method] = Field(min_length=1)  # one fill stage each
+    methods: list[str] = Field(min_length=1)  # one fill stage each; names declared in fillblank.decode.registry
     beam: int = Field(ge=1)  # hypotheses kept per blank by every beam search
     sweeps: int = Field(ge=0)  # BiBS sweeps after the first forward beam search, at most
     m_best: int = Field(ge=1)  # BiBS: each sweep's best fills scored by S(Y), and fills returned (the stage writes the first)
     max_length: int = Field(ge=1)  # longest fill considered when the length is unknown
     batch: int = Field(ge=1)  # blanks decoded together
     exact_max_rows: int = Field(ge=1)  # prefixes per blank that exact search keeps before giving up proof
+
+    @field_validator("methods")
+    @classmethod
+    def declared(cls, names: list[str]) -> list[str]:
+        from fillblank.decode.registry import methods  # torch and the user's methods/ load only when asked
+
+        known = methods()
+        if unknown := [name for name in names if name not in known]:
+            raise ValueError(f"no method {unknown[0]!r}; the methods are {', '.join(known)} (user methods go in methods/*.py)")
+        return names
 
 
 class Features(Section):
@@ -136,6 +181,7 @@ class Params(Section):
     prepare: Prepare
     features: Features
     train: Train
+    infill: Infill
     report: Report
     blanks: Blanks
     fill: Fill
@@ -168,4 +214,6 @@ def describe(error: ValidationError) -> str:
         return f"unknown key '{key}'{hint}"
     if first["type"] == "missing":
         return f"missing key '{key}'"
+    if first["type"] == "value_error":  # our own validators' messages name what was wrong
+        return f"'{key}': {first['msg'].removeprefix('Value error, ')}"
     return f"'{key}': {first['msg']} (got {first.get('input')!r})"

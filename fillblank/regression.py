@@ -11,13 +11,13 @@ kernel path moves its CIDEr by percents (README, "Results on any machine"). A to
 wide enough for that would let a real decoding regression through, so the check splits
 the pipeline in two halves, each compared as tightly as its own spread allows:
 
-- **decoding** on fixed inputs: the committed `shapes` captioners, image features, blanks
+- **decoding** on fixed inputs: the committed `shapes` captioners and infiller, image features, blanks
   and references of `FIXTURE_IMAGES` test images, kept in `tests/fixtures/shapes/`. Every
   method of `fill.methods` fills them here and every metric must lie within
   `DECODE_TOLERANCE` of the committed `tests/fixtures/shapes/metrics.json`. The kernels
   then differ only in the last bits of the beams' scores, which reorders a near-tie now
   and then. A BiBS method below a baseline on CIDEr (by more than `CIDER_NOISE`) fails too.
-- **training and the whole pipeline**: each captioner's best validation perplexity within
+- **training and the whole pipeline**: each model's (captioners, infiller) best validation perplexity within
   `PERPLEXITY_TOLERANCE`, and each metric of `metrics/shapes.json` within its
   `PIPELINE_TOLERANCE`, both relative to the committed `metrics/`. BiBS's ordering is not
   checked here: retrained captioners have put it 0.16% behind fb_rerank at one ratio.
@@ -46,14 +46,15 @@ from fillblank import decode, params, tables
 from fillblank import features as image_features
 from fillblank.atomic import atomic_path, write_text
 from fillblank.data.text import Vocab
-from fillblank.decode.step import Models
+from fillblank.decode.registry import with_role
 from fillblank.errors import UserError, run
-from fillblank.evaluate import BASELINES, BIBS, BLANK_COLUMNS, CAPTION_COLUMNS, evaluate, read_fills, read_table
-from fillblank.model import load_checkpoint
+from fillblank.evaluate import BLANK_COLUMNS, CAPTION_COLUMNS, evaluate, read_fills, read_table
+from fillblank.model import load_models
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "shapes"
 FIXTURE_IMAGES = 60  # the first test images of `shapes`: 300 captions, 900 blanks
 DATASET = "shapes"
+MODELS = ("forward", "backward", "infill")  # the trained models the fixture keeps, and whose perplexity is checked
 UNCOMPARED = ("seconds_per_blank", "provenance")
 
 # The largest `change` allowed (docs/reproducibility.md). Decoding the fixed captioners
@@ -129,9 +130,9 @@ def bibs_behind(metrics: dict) -> list[tuple[str, float, float, str]]:
     for setting, by_method in metrics.items():
         if setting in UNCOMPARED:
             continue
-        for bibs in (m for m in BIBS if m in by_method):
+        for bibs in (m for m in with_role("bidirectional") if m in by_method):
             for ratio, values in by_method[bibs].items():
-                for baseline in (m for m in BASELINES if m in by_method):
+                for baseline in (m for m in with_role("baseline") if m in by_method):
                     theirs = by_method[baseline].get(ratio, {}).get("CIDEr")
                     if theirs is not None and values["CIDEr"] < theirs * (1 - CIDER_NOISE):
                         rows.append((f"{setting}.{bibs}.{ratio}.CIDEr", theirs, values["CIDEr"], f"below {baseline}"))
@@ -139,15 +140,15 @@ def bibs_behind(metrics: dict) -> list[tuple[str, float, float, str]]:
 
 
 def perplexities(committed: Path, new: Path) -> dict[str, tuple[float, float]]:
-    """`{"train/shapes-<direction>.json": (committed, new)}`: each captioner's best validation perplexity."""
-    names = [f"train/{DATASET}-{direction}.json" for direction in ("forward", "backward")]
+    """`{"train/shapes-<model>.json": (committed, new)}`: each model's best validation perplexity."""
+    names = [f"train/{DATASET}-{model}.json" for model in MODELS]
     return {name: tuple(read(folder / name)["best_val_perplexity"] for folder in (committed, new)) for name in names}
 
 
 def decode_fixture(fill: params.Fill, methods: list[str], fixture: Path = FIXTURE) -> dict:
     """The metrics (`fillblank.evaluate`) of `methods` filling the fixture's blanks with its captioners."""
     vocab = Vocab.load(fixture / "vocab.json")
-    models = Models(load_checkpoint(fixture / "forward.pt", vocab), load_checkpoint(fixture / "backward.pt", vocab))
+    models = load_models(fixture, vocab)
     blank_set = tables.read(fixture / "blanks.parquet")
     features = image_features.read(fixture / "features.h5", blank_set["image_id"].to_numpy())
     blanks, captions = read_table(fixture / "blanks.parquet", BLANK_COLUMNS), read_table(fixture / "captions.parquet", CAPTION_COLUMNS)
@@ -158,7 +159,7 @@ def decode_fixture(fill: params.Fill, methods: list[str], fixture: Path = FIXTUR
 
 
 def freeze(project: Path, fixture: Path = FIXTURE) -> None:
-    """Copy the pipeline's `shapes` captioners and vocabulary, and the features, blanks and
+    """Copy the pipeline's `shapes` captioners, infiller and vocabulary, and the features, blanks and
     captions of its first `FIXTURE_IMAGES` test images, from `project` into `fixture`."""
     blank_set = tables.read(project / f"data/blanks/{DATASET}.parquet", made_by="blanks")
     images = sorted(set(blank_set["image_id"].to_pylist()))[:FIXTURE_IMAGES]
@@ -169,7 +170,7 @@ def freeze(project: Path, fixture: Path = FIXTURE) -> None:
     captions = tables.read(project / f"data/prepared/{DATASET}/captions.parquet", made_by="prepare")
     with atomic_path(fixture) as tmp:
         tmp.mkdir()
-        for name in ("forward.pt", "backward.pt"):
+        for name in (f"{model}.pt" for model in MODELS):
             shutil.copy(project / f"data/models/{DATASET}" / name, tmp / name)
         shutil.copy(project / f"data/prepared/{DATASET}/vocab.json", tmp / "vocab.json")
         pq.write_table(keep(blank_set), tmp / "blanks.parquet")

@@ -1,4 +1,6 @@
-"""The training loop of the captioners (fillblank/model.py), forward or backward.
+"""The training loop: the captioners (fillblank/model.py), forward or backward, and, through
+the same `loop`, the infiller (fillblank/infill.py), which brings its own examples, loss
+and optimizer.
 
 Inputs: `vocab.json` and `captions.parquet` (fillblank/data/text.py, fillblank/data/karpathy.py)
 and `features.h5` (fillblank/features.py). The backward captioner reads every caption
@@ -45,6 +47,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -75,11 +78,39 @@ class Split:
     tokens: Tensor  # (N, L) int64: <start>, the words (reversed for backward), <end>, then <pad>
     lengths: Tensor  # (N,) int64: tokens each caption must predict: its words and <end>
 
-    def batch(self, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def count(self, index: Tensor, epoch: int) -> int:
+        """The tokens the captions `index` predict."""
+        return int(self.lengths[index].sum())
+
+    def batch(self, index: Tensor, epoch: int) -> tuple[Tensor, Tensor, Tensor]:
         """features (B, D), inputs (B, T) from <start>, targets (B, T): the inputs shifted by one."""
         length = int(self.lengths[index].max())
         tokens = self.tokens[index, : length + 1]  # shape: (B, T + 1)
         return self.features[self.rows[index]], tokens[:, :-1], tokens[:, 1:]
+
+
+class Examples(Protocol):
+    """What `loop` trains on: a split of examples that `batch` turns into the loss module's
+    inputs, as drawn in `epoch` (the infiller draws its blanks afresh every epoch)."""
+
+    def __len__(self) -> int: ...
+
+    def count(self, index: Tensor, epoch: int) -> int: ...  # target tokens of the examples `index`
+
+    def batch(self, index: Tensor, epoch: int) -> tuple[Tensor, ...]: ...
+
+
+class Schedule(Protocol):
+    """The settings `loop` reads (TrainSettings, InfillSettings)."""
+
+    seed: int
+    clip: float
+    batch_size: int
+    max_epochs: int
+    patience: int
 
 
 @dataclass(frozen=True)
@@ -123,7 +154,7 @@ def load_data(vocab: Path, captions: Path, features: Path, direction: str) -> Da
     return Data(words, splits["train"], splits["val"], provenance)
 
 
-class _Loss(nn.Module):
+class Loss(nn.Module):
     """Summed negative log-likelihood of the non-padding targets. DDP wraps this module, not
     the captioner, so that its forward covers every parameter the gradients flow to."""
 
@@ -140,7 +171,7 @@ class _Loss(nn.Module):
 
 @dataclass
 class Result:
-    model: Captioner  # the best epoch's weights, in eval mode
+    model: nn.Module  # the best epoch's weights, in eval mode
     config: dict  # settings and provenance, as checkpoints record them
     history: list[dict]  # one row per epoch, as in the curves
     best_epoch: int
@@ -154,13 +185,23 @@ class Result:
 
 def fit(settings: TrainSettings, data: Data, resume: Path) -> Result:
     """Train a captioner on `data.train`, stopping early on `data.val`; go on from `resume` if it matches."""
+
+    def build() -> tuple[nn.Module, torch.optim.Optimizer, nn.Module]:
+        sizes = dict(embed=settings.embed, hidden=settings.hidden, dropout=settings.dropout)
+        model = Captioner(len(data.vocab), data.train.features.shape[1], **sizes)
+        return model, torch.optim.RMSprop(model.parameters(), lr=settings.lr, alpha=settings.rms_decay), Loss(model)
+
+    return loop(settings, data.train, data.val, {"settings": settings.model_dump(), **data.provenance}, resume, build)
+
+
+def loop(settings: Schedule, train: Examples, val: Examples, config: dict, resume: Path, build) -> Result:
+    """Train what `build()` returns, (model, optimizer, loss module), on `train`, stopping early
+    on `val`'s loss per token; go on from `resume` if its `config` matches this one."""
     rank, world = _rank_world()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
-    config = {"settings": settings.model_dump(), **data.provenance}
-    torch.manual_seed(_seed(settings.seed))
-    sizes = dict(embed=settings.embed, hidden=settings.hidden, dropout=settings.dropout)
-    model = Captioner(len(data.vocab), data.train.features.shape[1], **sizes).to(device)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=settings.lr, alpha=settings.rms_decay)
+    torch.manual_seed(mixed_seed(settings.seed))
+    model, optimizer, loss_module = build()
+    model.to(device)
     state = _resumed(resume, config, device)
     if state:
         model.load_state_dict(state["model"])
@@ -169,12 +210,12 @@ def fit(settings: TrainSettings, data: Data, resume: Path) -> Result:
             print(f"resuming from {resume} after epoch {state['epoch']}")
     else:
         state = dict(config=config, epoch=0, best=None, best_epoch=0, history=[], train_tokens=0, train_seconds=0.0)
-    loss = DistributedDataParallel(_Loss(model)) if world > 1 else _Loss(model)
+    loss = DistributedDataParallel(loss_module) if world > 1 else loss_module
 
     while state["epoch"] < settings.max_epochs and state["epoch"] - state["best_epoch"] < settings.patience:
         epoch = state["epoch"] + 1
-        train_loss, tokens, seconds = _train_epoch(loss, optimizer, data.train, settings, epoch, rank, world, device)
-        val_loss = evaluate(model, data.val, settings.batch_size, rank, world)
+        train_loss, tokens, seconds = _train_epoch(loss, optimizer, train, settings, epoch, rank, world, device)
+        val_loss = evaluate(loss_module, val, settings.batch_size, rank, world)
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_perplexity": math.exp(val_loss)})
         if state["best"] is None or val_loss < state["history"][state["best_epoch"] - 1]["val_loss"]:
             state["best"] = {key: value.detach().clone() for key, value in model.state_dict().items()}
@@ -194,10 +235,10 @@ def fit(settings: TrainSettings, data: Data, resume: Path) -> Result:
     return Result(model.cpu().eval(), recorded, state["history"], state["best_epoch"], tokens_per_second)
 
 
-def _train_epoch(loss_fn, optimizer, split: Split, settings: TrainSettings, epoch: int, rank: int, world: int, device) -> tuple[float, int, float]:
+def _train_epoch(loss_fn, optimizer, split: Examples, settings: Schedule, epoch: int, rank: int, world: int, device) -> tuple[float, int, float]:
     """One pass over `split` in this epoch's order: (loss per token, tokens, seconds)."""
-    torch.manual_seed(_seed(settings.seed, epoch, rank))  # dropout
-    order = torch.randperm(len(split.rows), generator=torch.Generator().manual_seed(_seed(settings.seed, epoch)))
+    torch.manual_seed(mixed_seed(settings.seed, epoch, rank))  # dropout
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(mixed_seed(settings.seed, epoch)))
     batches = list(order.split(settings.batch_size))
     if len(batches) > 1 and len(batches[-1]) < world:  # every process needs a caption
         batches[-2:] = [torch.cat(batches[-2:])]
@@ -205,8 +246,8 @@ def _train_epoch(loss_fn, optimizer, split: Split, settings: TrainSettings, epoc
     total, tokens = torch.zeros((), dtype=torch.float64, device=device), 0
     start = time.perf_counter()
     for index in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False, disable=rank != 0):
-        batch_tokens = int(split.lengths[index].sum())  # of the whole batch, all processes together
-        loss = loss_fn(*(tensor.to(device) for tensor in split.batch(index[rank::world])))
+        batch_tokens = split.count(index, epoch)  # of the whole batch, all processes together
+        loss = loss_fn(*(tensor.to(device) for tensor in split.batch(index[rank::world], epoch)))
         optimizer.zero_grad()
         (loss * world / batch_tokens).backward()  # DDP averages over processes: the mean per token
         nn.utils.clip_grad_value_(loss_fn.parameters(), settings.clip)
@@ -218,14 +259,14 @@ def _train_epoch(loss_fn, optimizer, split: Split, settings: TrainSettings, epoc
 
 
 @torch.no_grad()
-def evaluate(model: Captioner, split: Split, batch_size: int, rank: int = 0, world: int = 1) -> float:
-    """Negative log-likelihood per token of `split` (its perplexity is the exp of this)."""
-    device = next(model.parameters()).device
-    loss_fn = _Loss(model).eval()
+def evaluate(loss_fn: nn.Module, split: Examples, batch_size: int, rank: int = 0, world: int = 1) -> float:
+    """Negative log-likelihood per token of `split` as drawn in epoch 0 (its perplexity is the exp of this)."""
+    device = next(loss_fn.parameters()).device
+    loss_fn.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for index in torch.arange(len(split.rows))[rank::world].split(batch_size):
-        total += loss_fn(*(tensor.to(device) for tensor in split.batch(index)))
-    return _all_sum(total) / int(split.lengths.sum())
+    for index in torch.arange(len(split))[rank::world].split(batch_size):
+        total += loss_fn(*(tensor.to(device) for tensor in split.batch(index, 0)))
+    return _all_sum(total) / split.count(torch.arange(len(split)), 0)
 
 
 @torch.no_grad()
@@ -282,7 +323,7 @@ def _all_sum(total: Tensor) -> float:
     return total.item()
 
 
-def _seed(*keys: int) -> int:
+def mixed_seed(*keys: int) -> int:
     """A well-mixed seed from several integers: (0, 1) and (1, 0) give unrelated streams."""
     return int(np.random.SeedSequence(keys).generate_state(1)[0])
 

@@ -1,6 +1,7 @@
 """Stage fill@<dataset>-<method>: fill every blank of the blank set with one method.
 
-Reads the two captioners data/models/<dataset>/{forward,backward}.pt, the vocabulary
+Reads the two captioners data/models/<dataset>/{forward,backward}.pt and the infiller
+infill.pt beside them, the vocabulary
 data/prepared/<dataset>/vocab.json, the image features data/features/<dataset>.h5 and
 the blank set data/blanks/<dataset>.parquet. Writes data/fills/<dataset>/<method>.parquet
 (layout: fillblank/decode/__init__.py): each blank filled with its length given, then
@@ -19,16 +20,16 @@ from fillblank import params as params_module
 from fillblank.atomic import atomic_path
 from fillblank.data import sources
 from fillblank.data.text import Vocab
-from fillblank.decode.step import Models
+from fillblank.decode import registry
 from fillblank.errors import UserError, run
-from fillblank.model import load_checkpoint
+from fillblank.model import load_models
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sources.NAMES)
-    parser.add_argument("method", choices=decode.METHODS)
-    parser.add_argument("--models", type=Path, default=None, help="folder of forward.pt and backward.pt; default: data/models/<dataset>")
+    parser.add_argument("method", choices=registry.methods())
+    parser.add_argument("--models", type=Path, default=None, help="folder of forward.pt, backward.pt and infill.pt; default: data/models/<dataset>")
     parser.add_argument("--vocab", type=Path, default=None, help="default: data/prepared/<dataset>/vocab.json")
     parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
     parser.add_argument("--blanks", type=Path, default=None, help="default: data/blanks/<dataset>.parquet")
@@ -42,14 +43,14 @@ def main() -> None:
     if not vocab_path.is_file():
         raise UserError(f"{vocab_path}: no such file (run the prepare stage first)")
     vocab = Vocab.load(vocab_path)
-    models = Models(load_checkpoint(models_dir / "forward.pt", vocab), load_checkpoint(models_dir / "backward.pt", vocab))
+    models = load_models(models_dir, vocab)
     table = tables.read(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet", ["blank_id", "image_id", "left", "blank", "right"], made_by="blanks")
     features = image_features.read(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
-    trained_on = {"forward": models.forward.config.get("provenance"), "backward": models.backward.config.get("provenance")}
+    trained_on = {name: model.config.get("provenance") for name, model in vars(models).items() if model is not None}
     filled = decode.fill_table(args.method, models, vocab, table, features, p, trained_on)
 
     removed = pc.mean(pc.list_value_length(table["blank"])).as_py()
-    for setting in decode.SETTINGS[args.method]:
+    for setting in registry.methods()[args.method].settings:
         rows = filled.filter(pc.equal(filled["setting"], setting))
         lengths = f", length {pc.mean(rows['length']).as_py():.2f} (removed: {removed:.2f})"
         print(f"{args.dataset} {args.method}, {setting} length: mean S(Y) {pc.mean(rows['score']).as_py():.4f}"

@@ -1,4 +1,8 @@
-"""Stage train@<dataset>-<direction>: fit one captioner and record how its training went.
+"""Stages train@<dataset>-<direction> and train_infill@<dataset>: fit one model and record how its training went.
+
+The model is the forward or the backward captioner (fillblank/model.py, settings `train`),
+or, for direction `infill`, the context encoder for captions (fillblank/infill.py,
+settings `infill`); both go through the one loop of fillblank/train.py.
 
 Reads data/prepared/<dataset>/{vocab.json,captions.parquet} and data/features/<dataset>.h5.
 Writes data/models/<dataset>/<direction>.pt (layout: fillblank/model.py) and
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from fillblank import infill
 from fillblank import params as params_module
 from fillblank.atomic import write_text
 from fillblank.data import sources
@@ -34,13 +39,15 @@ EXAMPLES = 5  # greedy captions printed as a sanity check of the finished model
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sources.NAMES)
-    parser.add_argument("direction", choices=DIRECTIONS)
+    parser.add_argument("direction", choices=[*DIRECTIONS, "infill"])
     parser.add_argument("--prepared", type=Path, default=None, help="default: data/prepared/<dataset>")
     parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
     parser.add_argument("--model", type=Path, default=None, help="default: data/models/<dataset>/<direction>.pt")
     parser.add_argument("--metrics", type=Path, default=None, help="default: metrics/train/<dataset>-<direction>.json")
     args = parser.parse_args()
-    settings = params_module.load().train.settings(args.dataset)
+    params = params_module.load()
+    infilling = args.direction == "infill"
+    settings = (params.infill if infilling else params.train).settings(args.dataset)
     prepared = args.prepared or Path("data/prepared") / args.dataset
     features = args.features or Path("data/features") / f"{args.dataset}.h5"
     model_path = args.model or Path("data/models") / args.dataset / f"{args.direction}.pt"
@@ -49,7 +56,7 @@ def main() -> None:
 
     with distributed():
         data = load_data(prepared / "vocab.json", prepared / "captions.parquet", features, args.direction)
-        result = fit(settings, data, resume)
+        result = (infill.fit if infilling else fit)(settings, data, resume)
         if dist.is_initialized() and dist.get_rank() != 0:
             return
     save_checkpoint(model_path, result.model, {"dataset": args.dataset, **result.config}, data.vocab)
@@ -58,8 +65,9 @@ def main() -> None:
     write_text(metrics, json.dumps(summary, indent=1) + "\n")
     resume.unlink(missing_ok=True)
     print(f"{args.dataset} {args.direction}: val perplexity {summary['best_val_perplexity']:.3f} at epoch "
-          f"{summary['best_epoch']} of {summary['epochs']}, {summary['tokens_per_second']:.0f} tokens/s; greedy captions:")
-    print("\n".join(examples(result.model, data, EXAMPLES)))
+          f"{summary['best_epoch']} of {summary['epochs']}, {summary['tokens_per_second']:.0f} tokens/s")
+    if not infilling:
+        print("greedy captions:\n" + "\n".join(examples(result.model, data, EXAMPLES)))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from conftest import SHAPES
-from fillblank import blanks, cli, decode
+from fillblank import blanks, cli
+from fillblank.decode import registry
 from fillblank.data.text import END_ID, START_ID, Vocab
 from fillblank.errors import UserError
 from fillblank.model import load_checkpoint
@@ -156,9 +157,10 @@ def test_methods_lists_every_method_with_its_settings(capsys):
     status, out, _ = fillblank(capsys, "methods")
     assert status == 0
     lines = {line.split()[0]: line for line in out.splitlines()}
-    assert list(lines) == list(decode.METHODS)
-    assert lines["bibs_unknown"].endswith("(unknown length)")
-    assert lines["bibs"].endswith("(known and unknown length)")
+    assert list(lines) == list(registry.methods())
+    assert lines["bibs_unknown"].endswith("(bidirectional; unknown length)")
+    assert lines["bibs"].endswith("(bidirectional; known and unknown length; ranks --top fills)")
+    assert lines["exact"].endswith("(oracle; known and unknown length)")
 
 
 # ---------------------------------------------------------------------------- filling

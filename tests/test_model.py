@@ -105,5 +105,5 @@ def test_a_missing_or_foreign_file_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="nothing.pt: no such checkpoint"):
         load_checkpoint(tmp_path / "nothing.pt", VOCAB)
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(UserError, match="other.pt: not a fillblank captioner checkpoint"):
+    with pytest.raises(UserError, match="other.pt: not a fillblank checkpoint"):
         load_checkpoint(tmp_path / "other.pt", VOCAB)

@@ -42,20 +42,45 @@ def test_changing_a_param_reruns_only_the_stages_that_use_it(small):
     assert "Running stage 'download@shapes'" not in out
 
 
-@pytest.mark.slow  # every stage, then the fill stages again: a few minutes
-def test_the_whole_pipeline_then_a_beam_change_shows_in_dvc_metrics_diff(small):
+@pytest.mark.slow  # every stage, then the fill stages twice more: a few minutes
+def test_the_whole_pipeline_then_a_method_of_ones_own_then_a_beam_change_show_in_dvc_metrics_diff(small):
     out = sh("dvc", "repro", cwd=small)
     assert "tables in reports/shapes/table.md" in out.splitlines()[-3]  # the last stage's line, before DVC's own
     table = (small / "reports/shapes/table.md").read_text()
-    for method in ("forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "exact"):
+    for method in ("forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "infill", "exact"):
         assert f"| {method} |" in table
-    sh("git", "add", "-A", cwd=small)
-    sh("git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "baseline", cwd=small)
+    commit(small, "baseline")
+
+    # README "Add your own method": the example goes into methods/ and into fill.methods.
+    (small / "methods/sample_rerank.py").write_text((small / "examples/sample_rerank.py").read_text())
+    params = yaml.safe_load((small / "params.yaml").read_text())
+    params["fill"]["methods"].append("sample_rerank")
+    (small / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc", "repro", cwd=small)
+    assert "Running stage 'fill@shapes-sample_rerank'" in out and "Running stage 'train@" not in out
+    metrics = json.loads((small / "metrics/shapes.json").read_text())
+    assert set(metrics["known"]["sample_rerank"]) == set(metrics["unknown"]["sample_rerank"]) == {"0.25", "0.5", "0.75"}
+    assert "| sample_rerank |" in (small / "reports/shapes/table.md").read_text()
+    assert ",sample_rerank," in (small / "reports/shapes/plots/unknown.csv").read_text()
+    assert "sample_rerank" in (small / "reports/shapes/plots/CIDEr.svg").read_text()
+    listed = sh("fillblank", "methods", cwd=small)
+    assert listed.splitlines()[-1].startswith("sample_rerank ")
+    diff = sh("dvc", "metrics", "diff", "--md", cwd=small)
+    assert "unknown.sample_rerank.0.75.CIDEr" in diff, diff
+    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=small))
+    drawn = plots["data"]["shapes CIDEr, known length"][0]["content"]["data"]["values"]
+    assert {"forward", "bibs", "exact", "sample_rerank"} <= {row["method"] for row in drawn}
+    commit(small, "sample_rerank")
 
     out = sh("dvc", "exp", "run", "-S", "fill.beam=2", cwd=small)
     assert "Running stage 'fill@shapes-bibs'" in out and "Running stage 'train@" not in out
     diff = sh("dvc", "metrics", "diff", "--md", cwd=small)
     assert "metrics/shapes.json" in diff and ".CIDEr" in diff, diff  # it lists only what changed
+
+
+def commit(repo: Path, message: str) -> None:
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", message, cwd=repo)
 
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -97,11 +97,11 @@ def regression(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def metrics_folder(folder: Path, metrics: dict, perplexity: float = 1.75) -> Path:
-    """A metrics/ folder as the pipeline writes it: shapes.json and both captioners' training metrics."""
+    """A metrics/ folder as the pipeline writes it: shapes.json and each trained model's training metrics."""
     (folder / "train").mkdir(parents=True)
     (folder / "shapes.json").write_text(json.dumps(metrics))
-    for direction in ("forward", "backward"):
-        (folder / f"train/shapes-{direction}.json").write_text(json.dumps({"best_val_perplexity": perplexity}))
+    for model in ("forward", "backward", "infill"):
+        (folder / f"train/shapes-{model}.json").write_text(json.dumps({"best_val_perplexity": perplexity}))
     return folder
 
 
@@ -119,11 +119,12 @@ def test_the_pipeline_command_fails_with_a_table_of_what_moved(tmp_path):
     result = regression(tmp_path, "pipeline", "old", "new")
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[0] == "new: training and the shapes pipeline: 4 metrics moved beyond their tolerance:"
+    assert lines[0] == "new: training and the shapes pipeline: 5 metrics moved beyond their tolerance:"
     assert lines[1].split() == ["metric", "committed", "new"]
     assert lines[2].split() == ["train/shapes-forward.json:", "best_val_perplexity", "1.750000", "1.900000", "moved", "by", "+0.15"]
-    assert lines[4].split() == ["known.bibs.0.5.CIDEr", "0.700000", "0.550000", "moved", "by", "-0.15"]
-    assert lines[5].split() == ["known.forward.0.25.BLEU-4", "0.300000", "0.400000", "moved", "by", "+0.1"]
+    assert lines[4].split() == ["train/shapes-infill.json:", "best_val_perplexity", "1.750000", "1.900000", "moved", "by", "+0.15"]
+    assert lines[5].split() == ["known.bibs.0.5.CIDEr", "0.700000", "0.550000", "moved", "by", "-0.15"]
+    assert lines[6].split() == ["known.forward.0.25.BLEU-4", "0.300000", "0.400000", "moved", "by", "+0.1"]
 
 
 def test_a_missing_file_is_one_line(tmp_path):

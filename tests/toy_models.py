@@ -17,6 +17,7 @@ import torch
 from fillblank import params
 from fillblank.data.text import END_ID, SPECIALS, START_ID
 from fillblank.decode.step import Models
+from fillblank.infill import Infiller
 from fillblank.model import Captioner
 
 
@@ -73,8 +74,11 @@ def random_captioner(vocab: int, seed: int, feature_dim: int = 3) -> Captioner:
     return model
 
 
-def random_models(vocab: int, seed: int) -> Models:
-    return Models(random_captioner(vocab, seed), random_captioner(vocab, seed + 1))
+def random_models(vocab: int, seed: int, features: int = 3) -> Models:
+    """Two random captioners and a random infiller (fillblank/infill.py) over `vocab` ids, reading `features` numbers per image."""
+    torch.manual_seed(seed)
+    infiller = Infiller(vocab, features, width=8, heads=2, layers=1, feedforward=16, image_tokens=1, dropout=0.0).eval()
+    return Models(random_captioner(vocab, seed), random_captioner(vocab, seed + 1), infiller)
 
 
 def fill_params(**changes) -> params.Fill:

@@ -19,12 +19,15 @@ A blank is filled with real words only (ids from `FIRST_WORD` on), never with <p
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
 
 from fillblank.data.text import END_ID, PAD_ID, SPECIALS, START_ID
+
+if TYPE_CHECKING:
+    from fillblank.infill import Infiller
 
 FIRST_WORD = len(SPECIALS)
 
@@ -41,8 +44,10 @@ class Model(Protocol):
 class Models:
     forward: Model
     backward: Model
+    infiller: "Infiller | None" = None  # fillblank.infill's model, for the methods that use it
 
     def mirrored(self) -> "Models":
+        """The captioners swapped, for a search right to left (the infiller reads both ways at once)."""
         return Models(self.backward, self.forward)
 
 
