@@ -7,7 +7,7 @@ tracks them key by key from there.
 """
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
@@ -62,37 +62,33 @@ class TrainSettings(Section):
     patience: int = Field(ge=1)  # epochs without a better validation perplexity before stopping
 
 
-def optional(settings: type[Section]) -> type[Section]:
-    """The same keys, each optional: a dataset's override names only the settings it changes."""
-    fields = {
+def overrides(settings: type[Section]) -> type[Section]:
+    """Per dataset, the keys of `settings` whose values differ, each optional. Every dataset
+    has an entry, `{}` when it keeps the defaults: dvc.yaml lists `<section>.overrides.<dataset>`
+    under that dataset's stages, and DVC refuses a missing key."""
+    optional = {
         name: ((Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation) | None, None)
         for name, field in settings.model_fields.items()
     }
-    return create_model(settings.__name__.replace("Settings", "Override"), __base__=Section, **fields)
+    override = create_model(settings.__name__.replace("Settings", "Override"), __base__=Section, **optional)
+    return create_model(settings.__name__.replace("Settings", "Overrides"), __base__=Section,
+                        **{dataset: (override, ...) for dataset in get_args(Dataset)})
 
 
-TrainOverride = optional(TrainSettings)
-
-
-class TrainOverrides(Section):
-    """Every dataset has an entry, `{}` when it keeps the seed's settings: dvc.yaml lists
-    `train.overrides.<dataset>` under that dataset's stages, and DVC refuses a missing key."""
-
-    shapes: TrainOverride
-    flickr8k: TrainOverride
-    flickr30k: TrainOverride
-    coco: TrainOverride
+def for_dataset(section: Section, settings: type[Section], dataset: str) -> Section:
+    """`section`'s `settings`, with `dataset`'s overrides written over them."""
+    defaults = section.model_dump(exclude={"overrides"})
+    return settings(**defaults | getattr(section.overrides, dataset).model_dump(exclude_none=True))
 
 
 class Train(TrainSettings):
     """The seed's settings, and per dataset the ones that differ from them."""
 
-    overrides: TrainOverrides
+    overrides: overrides(TrainSettings)
 
     def settings(self, dataset: str) -> TrainSettings:
         """The settings that train captioners of `dataset`."""
-        seed = self.model_dump(exclude={"overrides"})
-        return TrainSettings(**seed | getattr(self.overrides, dataset).model_dump(exclude_none=True))
+        return for_dataset(self, TrainSettings, dataset)
 
 
 class InfillSettings(Section):
@@ -112,24 +108,14 @@ class InfillSettings(Section):
     patience: int = Field(ge=1)  # epochs without a better validation loss of the blank words before stopping
 
 
-InfillOverride = optional(InfillSettings)
-
-
-class InfillOverrides(Section):
-    shapes: InfillOverride
-    flickr8k: InfillOverride
-    flickr30k: InfillOverride
-    coco: InfillOverride
-
-
 class Infill(InfillSettings):
     """The infiller's settings, and per dataset the ones that differ from them."""
 
-    overrides: InfillOverrides
+    overrides: overrides(InfillSettings)
 
     def settings(self, dataset: str) -> InfillSettings:
-        base = self.model_dump(exclude={"overrides"})
-        return InfillSettings(**base | getattr(self.overrides, dataset).model_dump(exclude_none=True))
+        """The settings that train the infiller of `dataset`."""
+        return for_dataset(self, InfillSettings, dataset)
 
 
 class Report(Section):
