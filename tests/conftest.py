@@ -2,14 +2,15 @@
 them, fresh copies of the repository with params merged in, and a small trained `shapes`."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
+# clone(dest, params): the project's files as a fresh clone has them, with params merged in;
+# write_params(dest, params): only its params.yaml
+from experiments.run import copy_project as clone, write_params
 from fillblank import train
 from fillblank.params import ShapesSource, TrainSettings
 
@@ -23,34 +24,6 @@ def sh(*args: str, cwd: Path) -> str:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
     return result.stdout
-
-
-def clone(dest: Path, params: dict) -> Path:
-    """The project's files as a fresh clone has them (the working tree's, uncommitted changes
-    included, no pipeline outputs), in a new git repository, with `params` merged over params.yaml."""
-    files = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).split("\n")
-    for name in filter(None, files):
-        if (REPO / name).is_file() and not name.startswith(("data/", "metrics/", "reports/")):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    write_params(dest, params)
-    sh("git", "init", "-q", cwd=dest)
-    return dest
-
-
-def write_params(dest: Path, changes: dict) -> None:
-    """The repository's params.yaml with `changes` merged over it, written into folder `dest`."""
-    merged = merge(yaml.safe_load((REPO / "params.yaml").read_text()), changes)
-    (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
-
-
-def merge(base: dict, changes: dict) -> dict:
-    """`base` with `changes` written over it, key by key at every depth."""
-    merged = dict(base)
-    for key, value in changes.items():
-        both = isinstance(value, dict) and isinstance(base.get(key), dict)
-        merged[key] = merge(base[key], value) if both else value
-    return merged
 
 
 def run_stage(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

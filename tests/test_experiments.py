@@ -1,0 +1,28 @@
+"""experiments/run.py: a run beyond the default, in its own copy of the project."""
+
+import yaml
+
+from conftest import REPO
+from experiments.run import absolute_sources, copy_project
+
+
+def test_a_relative_source_folder_is_read_from_the_project_root_as_in_params_yaml():
+    changes = {"datasets": ["flickr8k"], "sources": {"flickr8k": "../shared/data/flickr8k-dev", "coco": "/data/coco", "flickr30k": None}}
+    assert absolute_sources(changes)["sources"] == {
+        "flickr8k": str(REPO.parent / "shared/data/flickr8k-dev"), "coco": "/data/coco", "flickr30k": None}
+    assert absolute_sources({"fill": {"beam": 3}}) == {"fill": {"beam": 3}}
+
+
+def test_copying_again_replaces_the_code_and_params_and_keeps_what_the_last_run_made(tmp_path):
+    copy = copy_project(tmp_path, {"fill": {"beam": 3}})
+    assert (copy / ".git").is_dir() and (copy / "stages/fill.py").is_file() and not (copy / "metrics").exists()
+    (copy / "data").mkdir()
+    (copy / "data/made.txt").write_text("a stage's output")
+    (copy / "dvc.lock").write_text("the copy's own lock")
+    (copy / "stages/fill.py").write_text("edited since")
+
+    copy_project(tmp_path, {"fill": {"beam": 5}})
+    assert (copy / "stages/fill.py").read_text() == (REPO / "stages/fill.py").read_text()
+    assert yaml.safe_load((copy / "params.yaml").read_text())["fill"]["beam"] == 5
+    assert (copy / "data/made.txt").read_text() == "a stage's output"
+    assert (copy / "dvc.lock").read_text() == "the copy's own lock"
