@@ -1,10 +1,11 @@
 """Decoding speed on captioners of Flickr8k size, random or trained.
 
-Prints, for each method and batch of blanks, blanks per second (batching should make it
-grow with the batch), the FLOP rate of the captioner's steps against a plain `torch.mm` of
-the decoder's shape on this machine, and, from the same run, the time of BiBS over that of
-forward beam search (target: at most 4), beside the ratio of the work they ask of the
-captioners (rows through `step`). Every method fills the same blanks; each time is the
+Prints, for each method, setting (length known or unknown) and batch of blanks, blanks per
+second (batching should make it grow with the batch) and the FLOP rate of the captioner's
+steps against a plain `torch.mm` of the decoder's shape on this machine; then, from the same
+run, each method's unknown-length time over its known-length time (target: at most 3), and
+the time of BiBS over that of forward beam search (target: at most 4), beside the ratio of
+the work they ask of the captioners (rows through `step`). Every method fills the same blanks; each time is the
 best of `--repeats` runs, the methods taking turns, as this machine's speed drifts.
 
 The captioner is `fillblank.model.Captioner` (hidden 512, embed 512, vocabulary 2,500,
@@ -113,7 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=None, help="the pipeline's trained captioners of this dataset; default: random ones")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--methods", nargs="+", choices=[m for m, entry in methods().items() if entry.role != "oracle"], default=["forward", "backward", "fb_max", "fb_rerank", "bibs", "infill"])
+    parser.add_argument("--methods", nargs="+", choices=[m for m, entry in methods().items() if entry.role != "oracle"], default=["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "infill"])
     parser.add_argument("--repeats", type=int, default=5, help="runs of each method and batch, in turns; the fastest counts")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sweeps", type=int, default=None, help="BiBS sweeps; default: fill.sweeps of params.yaml")
@@ -133,27 +134,39 @@ def main() -> None:
     rows = max(args.batches) * BEAM
     reference = mm_gflops(rows, sizes["hidden"], sizes["vocab_size"])
     print(f"torch.mm ({rows} x {sizes['hidden']}) x ({sizes['hidden']} x {sizes['vocab_size']}): {reference:.1f} GFLOP/s")
-    print(f"{'method':<14}{'batch':>6}{'blanks/s':>10}{'GFLOP/s':>9}{'of mm':>7}")
+    print(f"{'method':<14}{'length':>8}{'batch':>6}{'blanks/s':>10}{'GFLOP/s':>9}{'of mm':>7}")
+    registry = methods()
+    runs = [(method, setting) for method in args.methods for setting in registry[method].settings]
     seconds, rows = {}, {}
     with torch.inference_mode():
-        methods()["forward"].fill(models, example, length, p)  # warm up
+        registry["forward"].fill(models, example, length, p)  # warm up
         for _ in range(args.repeats):  # in turns, so that a slow spell of the machine slows every method alike
-            for method in args.methods:
+            for method, setting in runs:
                 for batch, (data, length) in batches.items():
                     models.forward.rows = models.backward.rows = 0
                     began = time.perf_counter()
-                    methods()[method].fill(models, data, length, p)
-                    seconds[method, batch] = min(seconds.get((method, batch), math.inf), time.perf_counter() - began)
-                    rows[method, batch] = models.forward.rows + models.backward.rows
-    for method, batch in seconds:
-        rate = rows[method, batch] * step_flops(sizes) / seconds[method, batch] / 1e9
-        flops = f"{rate:>9.1f}{rate / reference:>7.0%}" if rows[method, batch] else f"{'-':>9}{'-':>7}"  # infill: no captioner steps
-        print(f"{method:<14}{batch:>6}{batch / seconds[method, batch]:>10.2f}{flops}")
+                    registry[method].fill(models, data, length if setting == "known" else None, p)
+                    key = method, setting, batch
+                    seconds[key] = min(seconds.get(key, math.inf), time.perf_counter() - began)
+                    rows[key] = models.forward.rows + models.backward.rows
+    for method, setting, batch in seconds:
+        key = method, setting, batch
+        rate = rows[key] * step_flops(sizes) / seconds[key] / 1e9
+        flops = f"{rate:>9.1f}{rate / reference:>7.0%}" if rows[key] else f"{'-':>9}{'-':>7}"  # infill: no captioner steps
+        print(f"{method:<14}{setting:>8}{batch:>6}{batch / seconds[key]:>10.2f}{flops}")
+    # A method for the unknown length only is compared with BiBS's known-length time, as the
+    # paper pairs BiRNN-BSMP with BiRNN-BSCD.
+    for method in args.methods:
+        known = method if "known" in registry[method].settings else "bibs"
+        if "unknown" in registry[method].settings and (known, "known", args.batches[0]) in seconds:
+            ratios = ", ".join(f"{seconds[method, 'unknown', b] / seconds[known, 'known', b]:.2f} at batch {b}" for b in args.batches)
+            print(f"{method}, unknown length over {known}'s known: time {ratios} (target <= 3)")
     if {"forward", "bibs"} <= set(args.methods):
         for batch in args.batches:
-            time_ratio = seconds["bibs", batch] / seconds["forward", batch]
+            time_ratio = seconds["bibs", "known", batch] / seconds["forward", "known", batch]
             print(f"BiBS / forward beam search, batch {batch}: time {time_ratio:.2f} (target <= 4), "
-                  f"captioner steps x rows {rows['bibs', batch] / rows['forward', batch]:.2f}")
+                  f"captioner steps x rows {rows['bibs', 'known', batch] / rows['forward', 'known', batch]:.2f}")
+
 
 if __name__ == "__main__":
     main()
