@@ -32,6 +32,7 @@ from fillblank.provenance import machine
 ROOT = Path(__file__).resolve().parents[1]
 # What a run makes or keeps in its copy, never copied over from the project.
 OUTPUTS = ("data/", "metrics/", "reports/", "dvc.lock")
+COPIED = ".copied"  # in a copy: the files it took from the project, one per line
 RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
@@ -47,13 +48,18 @@ def merge(base: dict, changes: dict) -> dict:
 def copy_project(dest: Path, changes: dict) -> Path:
     """The project's files as a fresh clone has them (the working tree's, uncommitted changes
     included, no pipeline outputs) in `dest`, a git repository, with `changes` merged over
-    params.yaml. Files left in `dest` by an earlier copy are replaced; its outputs are kept."""
+    params.yaml. An earlier copy's files are replaced, and removed where the project no longer
+    has them (a deleted file in methods/ must not go on running); its outputs are kept."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\n")
     names = [name for name in listed if name and (ROOT / name).is_file() and not name.startswith(OUTPUTS)]
+    if (dest / COPIED).is_file():
+        for gone in set((dest / COPIED).read_text().split("\n")) - set(names) - {""}:
+            (dest / gone).unlink(missing_ok=True)
     for name in names:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
+    (dest / COPIED).write_text("\n".join(names) + "\n")
     write_params(dest, changes)
     if not (dest / ".git").exists():
         subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
@@ -115,8 +121,8 @@ def main() -> None:
     results.mkdir(exist_ok=True)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip())
+    # Untracked files count: the copy takes them too.
+    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
     started, clock = datetime.now(timezone.utc), time.monotonic()
     stages = repro(project, project / "repro.log")
     wall = time.monotonic() - clock

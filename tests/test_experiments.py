@@ -13,16 +13,20 @@ def test_a_relative_source_folder_is_read_from_the_project_root_as_in_params_yam
     assert absolute_sources({"fill": {"beam": 3}}) == {"fill": {"beam": 3}}
 
 
-def test_copying_again_replaces_the_code_and_params_and_keeps_what_the_last_run_made(tmp_path):
+def test_copying_again_replaces_the_code_and_params_drops_deleted_files_and_keeps_what_the_last_run_made(tmp_path):
     copy = copy_project(tmp_path, {"fill": {"beam": 3}})
     assert (copy / ".git").is_dir() and (copy / "stages/fill.py").is_file() and not (copy / "metrics").exists()
     (copy / "data").mkdir()
     (copy / "data/made.txt").write_text("a stage's output")
     (copy / "dvc.lock").write_text("the copy's own lock")
     (copy / "stages/fill.py").write_text("edited since")
+    (copy / "methods/deleted_since.py").write_text("a method the project had at the last copy")
+    with (copy / ".copied").open("a") as copied:
+        copied.write("methods/deleted_since.py\n")
 
     copy_project(tmp_path, {"fill": {"beam": 5}})
     assert (copy / "stages/fill.py").read_text() == (REPO / "stages/fill.py").read_text()
+    assert not (copy / "methods/deleted_since.py").exists()
     assert yaml.safe_load((copy / "params.yaml").read_text())["fill"]["beam"] == 5
     assert (copy / "data/made.txt").read_text() == "a stage's output"
     assert (copy / "dvc.lock").read_text() == "the copy's own lock"
