@@ -5,8 +5,9 @@ second (batching should make it grow with the batch) and the FLOP rate of the ca
 steps against a plain `torch.mm` of the decoder's shape on this machine; then, from the same
 run, each method's unknown-length time over its known-length time (target: at most 3), and
 the time of BiBS over that of forward beam search (target: at most 4), beside the ratio of
-the work they ask of the captioners (rows through `step`). Every method fills the same blanks; each time is the
-best of `--repeats` runs, the methods taking turns, as this machine's speed drifts.
+the work they ask of the captioners (rows through `step`). Every method fills the same
+blanks; each time is the best of `--repeats` runs, the methods taking turns, as this
+machine's speed drifts.
 
 The captioner is `fillblank.model.Captioner` (hidden 512, embed 512, vocabulary 2,500,
 features 1,280 as efficientnet_lite0 gives) and the infiller `fillblank.infill.Infiller` at
@@ -149,8 +150,8 @@ def main() -> None:
                     key = method, setting, batch
                     seconds[key] = min(seconds.get(key, math.inf), time.perf_counter() - began)
                     rows[key] = models.forward.rows + models.backward.rows
-    for method, setting, batch in seconds:
-        key = method, setting, batch
+    for key in seconds:
+        method, setting, batch = key
         rate = rows[key] * step_flops(sizes) / seconds[key] / 1e9
         flops = f"{rate:>9.1f}{rate / reference:>7.0%}" if rows[key] else f"{'-':>9}{'-':>7}"  # infill: no captioner steps
         print(f"{method:<14}{setting:>8}{batch:>6}{batch / seconds[key]:>10.2f}{flops}")
