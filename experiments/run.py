@@ -74,7 +74,8 @@ def write_params(dest: Path, changes: dict) -> None:
 
 def absolute_sources(changes: dict) -> dict:
     """`changes` with each relative folder under `sources` made absolute from the project root."""
-    sources = {name: str((ROOT / path).resolve()) if isinstance(path, str) and not Path(path).is_absolute() else path
+    # normpath, not resolve: a `../shared` that is a symlink stays the path the user wrote
+    sources = {name: os.path.normpath(ROOT / path) if isinstance(path, str) and not Path(path).is_absolute() else path
                for name, path in changes.get("sources", {}).items()}
     return changes | {"sources": sources} if sources else changes
 
