@@ -79,7 +79,7 @@ def bare_tokens_per_second(split: Split, embed: int, hidden: int, batch_size: in
     lstm, out = nn.LSTM(embed, hidden, batch_first=True), nn.Linear(hidden, vocab or 1)
     tokens, seconds = 0, 0.0
     for index in torch.arange(len(split.rows)).split(batch_size):
-        _, inputs, targets = split.batch(index)
+        _, inputs, targets = split.batch(index, 0)
         real = targets != PAD_ID
         start = time.perf_counter()
         words = torch.randn(*inputs.shape, embed, requires_grad=True)  # as the embedding's output, which learns too
