@@ -36,7 +36,8 @@ def sample_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     words = []
     for _ in range(int(lengths.max())):
         probs = log_probs[:, FIRST_WORD:].exp()  # shape: (N * S, V - specials): real words only
-        word = torch.multinomial(probs, 1, generator=generator)[:, 0] + FIRST_WORD  # shape: (N * S,)
+        drawn_here = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0]  # on the CPU: the same draws on any device
+        word = drawn_here.to(probs.device) + FIRST_WORD  # shape: (N * S,)
         words.append(word)
         log_probs, state = models.forward.step(word, state)
     drawn = torch.stack(words, 1).tolist()  # (N * S, longest)

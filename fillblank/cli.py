@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fillblank import features, images, params
+from fillblank import decode, features, images, params
 from fillblank.data import sources
 from fillblank.data.text import Vocab, normalise
 from fillblank.decode import registry
@@ -149,8 +149,9 @@ def fill(args: argparse.Namespace) -> None:
     unknown = unknown_words(caption, vocab)
     if unknown:
         print(f"warning: not in the {args.dataset} vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
-    models = load_models(inputs.forward.parent, vocab)
-    feats = image_features(image, inputs.features)  # shape: (1, D)
+    device = decode.device(p.device)
+    models = load_models(inputs.forward.parent, vocab, device)
+    feats = image_features(image, inputs.features).to(device)  # shape: (1, D)
     expected = models.forward.sizes["feature_dim"]
     if feats.shape[1] != expected:
         raise UserError(f"{inputs.features}: gives {feats.shape[1]} features per image, the models read {expected}")

@@ -139,6 +139,7 @@ class Fill(Section):
     max_length: int = Field(ge=1)  # longest fill considered when the length is unknown
     batch: int = Field(ge=1)  # blanks decoded together
     exact_max_rows: int = Field(ge=1)  # prefixes per blank that exact search keeps before giving up proof
+    device: Literal["auto", "cpu", "cuda"]  # where the models decode (fillblank.decode.device)
 
     @field_validator("methods")
     @classmethod

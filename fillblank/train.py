@@ -40,25 +40,21 @@ Metrics (`Result.metrics`): {"best_val_perplexity", "best_epoch", "epochs",
 import argparse
 import hashlib
 import math
-import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from fillblank import features as image_features
-from fillblank import provenance, tables
+from fillblank import distributed, provenance, tables
 from fillblank.atomic import atomic_path
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError, run
@@ -197,8 +193,8 @@ def fit(settings: TrainSettings, data: Data, resume: Path) -> Result:
 def loop(settings: Schedule, train: Examples, val: Examples, config: dict, resume: Path, build) -> Result:
     """Train what `build()` returns, (model, optimizer, loss module), on `train`, stopping early
     on `val`'s loss per token; go on from `resume` if its `config` matches this one."""
-    rank, world = _rank_world()
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    rank, world = distributed.rank_world()
+    device = torch.device("cuda", distributed.local_rank()) if torch.cuda.is_available() else torch.device("cpu")
     torch.manual_seed(mixed_seed(settings.seed))
     model, optimizer, loss_module = build()
     model.to(device)
@@ -255,7 +251,7 @@ def _train_epoch(loss_fn, optimizer, split: Examples, settings: Schedule, epoch:
         total += loss.detach()
         tokens += batch_tokens
     seconds = time.perf_counter() - start
-    return _all_sum(total) / tokens, tokens, seconds
+    return distributed.all_sum(total) / tokens, tokens, seconds
 
 
 @torch.no_grad()
@@ -266,7 +262,7 @@ def evaluate(loss_fn: nn.Module, split: Examples, batch_size: int, rank: int = 0
     total = torch.zeros((), dtype=torch.float64, device=device)
     for index in torch.arange(len(split))[rank::world].split(batch_size):
         total += loss_fn(*(tensor.to(device) for tensor in split.batch(index, 0)))
-    return _all_sum(total) / split.count(torch.arange(len(split)), 0)
+    return distributed.all_sum(total) / split.count(torch.arange(len(split)), 0)
 
 
 @torch.no_grad()
@@ -296,31 +292,6 @@ def curves_csv(history: list[dict]) -> str:
     lines = ["epoch,train_loss,val_loss,val_perplexity"]
     lines += [f"{row['epoch']},{row['train_loss']:.6f},{row['val_loss']:.6f},{row['val_perplexity']:.6f}" for row in history]
     return "\n".join(lines) + "\n"
-
-
-@contextmanager
-def distributed() -> Iterator[None]:
-    """Join torchrun's process group when launched by it (gloo on CPUs, NCCL on GPUs)."""
-    if "WORLD_SIZE" not in os.environ:
-        yield
-        return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
-def _rank_world() -> tuple[int, int]:
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-def _all_sum(total: Tensor) -> float:
-    if dist.is_initialized():
-        dist.all_reduce(total)
-    return total.item()
 
 
 def mixed_seed(*keys: int) -> int:

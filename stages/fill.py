@@ -6,6 +6,10 @@ data/prepared/<dataset>/vocab.json, the image features data/features/<dataset>.h
 the blank set data/blanks/<dataset>.parquet. Writes data/fills/<dataset>/<method>.parquet
 (layout: fillblank/decode/__init__.py): each blank filled with its length given, then
 with its length unknown (`bibs_unknown`: unknown only).
+
+The models decode on `fill.device`. Under `torchrun --nproc_per_node N -m stages.fill
+<dataset> <method>` each process fills a share of the batches (on its own GPU, if any),
+and the first writes the same table one process would.
 """
 
 import argparse
@@ -14,7 +18,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fillblank import decode, tables
+from fillblank import decode, distributed, tables
 from fillblank import features as image_features
 from fillblank import params as params_module
 from fillblank.atomic import atomic_path
@@ -43,11 +47,15 @@ def main() -> None:
     if not vocab_path.is_file():
         raise UserError(f"{vocab_path}: no such file (run the prepare stage first)")
     vocab = Vocab.load(vocab_path)
-    models = load_models(models_dir, vocab)
-    table = tables.read(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet", ["blank_id", "image_id", "left", "blank", "right"], made_by="blanks")
-    features = image_features.read(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
-    trained_on = {name: model.config.get("provenance") for name, model in vars(models).items() if model is not None}
-    filled = decode.fill_table(args.method, models, vocab, table, features, p, trained_on)
+    with distributed.group():
+        device = decode.device(p.device)
+        models = load_models(models_dir, vocab, device)
+        table = tables.read(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet", ["blank_id", "image_id", "left", "blank", "right"], made_by="blanks")
+        features = image_features.read(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
+        trained_on = {name: model.config.get("provenance") for name, model in vars(models).items() if model is not None}
+        filled = decode.fill_table(args.method, models, vocab, table, features.to(device), p, trained_on)
+        if distributed.rank_world()[0] != 0:
+            return
 
     removed = pc.mean(pc.list_value_length(table["blank"])).as_py()
     for setting in registry.methods()[args.method].settings:

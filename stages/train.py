@@ -23,15 +23,13 @@ import argparse
 import json
 from pathlib import Path
 
-import torch.distributed as dist
-
-from fillblank import infill
+from fillblank import distributed, infill
 from fillblank import params as params_module
 from fillblank.atomic import write_text
 from fillblank.data import sources
 from fillblank.errors import run
 from fillblank.model import save_checkpoint
-from fillblank.train import DIRECTIONS, curves_csv, distributed, examples, fit, load_data
+from fillblank.train import DIRECTIONS, curves_csv, examples, fit, load_data
 
 EXAMPLES = 5  # greedy captions printed as a sanity check of the finished model
 
@@ -54,10 +52,10 @@ def main() -> None:
     metrics = args.metrics or Path("metrics/train") / f"{args.dataset}-{args.direction}.json"
     resume = model_path.with_suffix(".resume.pt")
 
-    with distributed():
+    with distributed.group():
         data = load_data(prepared / "vocab.json", prepared / "captions.parquet", features, args.direction)
         result = (infill.fit if infilling else fit)(settings, data, resume)
-        if dist.is_initialized() and dist.get_rank() != 0:
+        if distributed.rank_world()[0] != 0:
             return
     save_checkpoint(model_path, result.model, {"dataset": args.dataset, **result.config}, data.vocab)
     write_text(metrics.with_suffix(".csv"), curves_csv(result.history))

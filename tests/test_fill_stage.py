@@ -1,6 +1,8 @@
 """The fill stage end to end on tiny random captioners: the fills table of the contract."""
 
 import json
+import os
+import subprocess
 import sys
 
 import h5py
@@ -8,9 +10,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
-from conftest import run_stage
-from fillblank import blanks
+from conftest import REPO, run_stage
+from fillblank import blanks, decode
 from fillblank.data.text import Vocab
 from fillblank.evaluate import BLANK_COLUMNS, FILL_COLUMNS, check_fills, read_table
 from fillblank.model import save_checkpoint
@@ -100,3 +103,31 @@ def test_a_misspelt_fill_param_stops_before_any_work(inputs, params_file, monkey
     with pytest.raises(UserError, match=r"^params.yaml: unknown key 'fill.beem' \(did you mean 'beam'\?\)$"):
         fill_here(inputs, "bibs", monkeypatch)
     assert not (inputs / "fills").exists()
+
+
+def test_fill_device_auto_is_the_gpu_when_there_is_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert decode.device("auto") == decode.device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="^fill.device is cuda, but PyTorch sees no CUDA GPU here"):
+        decode.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # the second process of torchrun on this machine
+    assert decode.device("auto") == decode.device("cuda") == torch.device("cuda", 1)
+    assert decode.device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.slow  # fresh Python processes: about 15 s
+def test_two_gloo_processes_under_torchrun_write_the_fills_of_one_process(inputs, params_file):
+    # Batches of two blanks, so that both processes get some in either setting.
+    params_file({"ratios: [0.25, 0.5, 0.75]": "ratios: [0.3, 0.6]", "beam: 7": "beam: 3", "max_length: 10": "max_length: 4", "batch: 64": "batch: 2"})
+    one = fill(inputs, "bibs")
+    assert one.returncode == 0, one.stderr
+    (inputs / "fills/bibs.parquet").rename(inputs / "one.parquet")
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "stages.fill"]
+    two = subprocess.run([sys.executable, *torchrun, "shapes", "bibs", *FILES, "--out", "fills/bibs.parquet"], cwd=inputs,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("shapes bibs, known length: mean S(Y)") == 1  # the first process reports and writes
+    single, double = (pq.read_table(inputs / name) for name in ("one.parquet", "fills/bibs.parquet"))
+    assert single.drop_columns(["seconds"]).equals(double.drop_columns(["seconds"]))
+    assert single.schema.metadata == double.schema.metadata

@@ -13,7 +13,9 @@ length, is in its module's docstring:
     exact                                  exact.py       (branch and bound on S(Y))
 
 `fill` runs one method over a batch of blanks; `fill_table` over a whole blank set, in
-every setting the method runs in. The fill stage writes its table as
+every setting the method runs in, on the device the blanks' features are on (`device`
+picks it from `fill.device`; the models must be there too), and under torchrun with the
+batches shared among the processes. The fill stage writes its table as
 `data/fills/<ds>/<method>.parquet` (`SCHEMA`), one row per (blank, setting):
 
     blank_id  int64         the blank (see fillblank/blanks.py)
@@ -38,10 +40,11 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from fillblank import provenance
+from fillblank import distributed, provenance
 from fillblank.data.text import Vocab
 from fillblank.decode.registry import methods
 from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
+from fillblank.errors import UserError
 from fillblank.params import Fill
 
 SCHEMA = pa.schema([
@@ -62,20 +65,35 @@ class Filled:
     seconds: float  # the method's time for the batch, per blank
 
 
+def device(choice: str) -> torch.device:
+    """The device of `fill.device`: `auto` is CUDA when PyTorch sees a GPU, else the CPU.
+    Under torchrun each process takes the GPU of its local rank."""
+    cuda = torch.cuda.is_available()
+    if choice == "cuda" and not cuda:
+        raise UserError("fill.device is cuda, but PyTorch sees no CUDA GPU here (use auto or cpu)")
+    if choice == "cpu" or not cuda:
+        return torch.device("cpu")
+    return torch.device("cuda", distributed.local_rank())
+
+
 @torch.inference_mode()
 def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None, p: Fill) -> list[Filled]:
     """Fill every blank with `method`, in batches of `p.batch` blanks of one length.
 
     `lengths` are the blanks' lengths (known-length setting), or `None` (unknown length).
+    Under torchrun each process fills every world-th batch, the batches a single process
+    would fill, so that the fills are the same bits, and all of them get every fill.
     """
     groups = defaultdict(list)  # blank indices by length, or all together when unknown
     for i in range(len(blanks)):
         groups[None if lengths is None else lengths[i]].append(i)
     batches = [(length, index[at : at + p.batch]) for length, index in groups.items() for at in range(0, len(index), p.batch)]
-    filled: list[Filled | None] = [None] * len(blanks)
+    rank, world = distributed.rank_world()
+    mine = batches[rank::world]
+    filled: dict[int, Filled] = {}
     setting = "unknown" if lengths is None else "known"
-    with tqdm(total=len(blanks), desc=f"{method} ({setting} length)", unit="blank") as progress:
-        for length, index in batches:
+    with tqdm(total=sum(len(index) for _, index in mine), desc=f"{method} ({setting} length)", unit="blank", disable=rank != 0) as progress:
+        for length, index in mine:
             batch = blanks.take(index)
             began = time.perf_counter()
             fills = methods()[method].fill(models, batch, length, p)
@@ -84,7 +102,8 @@ def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None,
             for i, tokens, score in zip(index, fills, scores.tolist()):
                 filled[i] = Filled(tokens, score, seconds)
             progress.update(len(index))
-    return filled
+    everyone = {i: result for part in distributed.gather(filled) for i, result in part.items()}
+    return [everyone[i] for i in range(len(blanks))]
 
 
 def fill_table(method: str, models: Models, vocab: Vocab, blank_set: pa.Table, features: torch.Tensor, p: Fill, trained_on: dict) -> pa.Table:
@@ -101,5 +120,5 @@ def fill_table(method: str, models: Models, vocab: Vocab, blank_set: pa.Table, f
             row = (blank_id, setting, words, " ".join(before + words + after), result.score, len(words), result.seconds)
             for name, value in zip(SCHEMA.names, row):
                 columns[name].append(value)
-    made_by = {"fill": provenance.machine("cpu"), **trained_on}
+    made_by = {"fill": provenance.machine(blanks.features.device), **trained_on}
     return pa.table(columns, schema=SCHEMA.with_metadata({"provenance": json.dumps(made_by)}))

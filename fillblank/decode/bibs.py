@@ -66,7 +66,7 @@ def search(models: Models, blanks: Blanks, length: int, p: Fill) -> list[Seen]:
     """BiBS with blanks of `length` words: every fill it scored, with its S(Y), per blank."""
     sides = [side(models, blanks), side(models.mirrored(), blanks.mirrored())]
     seen: list[Seen] = [{} for _ in range(len(blanks))]
-    active, context = torch.arange(len(blanks)), None  # the blanks whose last sweep found new fills
+    active, context = torch.arange(len(blanks), device=blanks.features.device), None  # the blanks whose last sweep found new fills
     for turn in range(p.sweeps + 1):
         this, other = sides[turn % 2].take(active), sides[1 - turn % 2].take(active)
         beams = sweep(this.models.forward, this.state, this.log_probs, length, p.beam, context)

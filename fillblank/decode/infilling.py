@@ -46,8 +46,9 @@ def infiller(models: Models) -> Infiller:
 
 def searched(model: Infiller, blanks: Blanks, length: int | None, p: Fill) -> list[Beam]:
     """The beams of the fills the infiller may end with: of `length` words, or of every length up to `p.max_length`."""
-    context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)])  # shape: (N, S)
-    state, log_probs = model.begin(blanks.features, context, torch.full((len(blanks),), length or 0))
+    device = blanks.features.device
+    context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)]).to(device)  # shape: (N, S)
+    state, log_probs = model.begin(blanks.features, context, torch.full((len(blanks),), length or 0, device=device))
     beams = sweep(model, state, log_probs, length or p.max_length, p.beam)
     return [beams[length]] if length else beams[1:]
 
@@ -74,9 +75,10 @@ def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
 
 def log_prob(model: Infiller, blanks: Blanks, fills: list[list[int]], length: int | None) -> Tensor:
     """The infiller's log P(fill, <end> | image, left, right) of each blank's fill: (N,)."""
-    context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)])  # shape: (N, S)
+    device = blanks.features.device
+    context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)]).to(device)  # shape: (N, S)
     memory, pad = model.encode(blanks.features, context)
-    prefix = padded([[length or 0, *fill] for fill in fills])  # shape: (N, T)
-    targets = padded([[*fill, END_ID] for fill in fills])  # shape: (N, T)
+    prefix = padded([[length or 0, *fill] for fill in fills]).to(device)  # shape: (N, T)
+    targets = padded([[*fill, END_ID] for fill in fills]).to(device)  # shape: (N, T)
     log_probs = model.decode(memory, pad, prefix).gather(2, targets[:, :, None])[:, :, 0]  # shape: (N, T)
     return torch.where(targets != PAD_ID, log_probs, 0.0).sum(1)
