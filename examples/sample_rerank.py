@@ -4,7 +4,8 @@ Draws `SAMPLES` fills per blank from the forward captioner, word by word after t
 words, and keeps the one of highest S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I): fb_rerank
 (BiBS paper, URNN-fb-BiRNN) with samples instead of a beam search's hypotheses.
 With the length unknown, each sample also draws its length, uniformly from 1 to
-`p.max_length`, and S(Y) chooses among them.
+`p.max_length`, and S(Y) plus `p.length_bonus` per word (the length rule,
+fillblank/decode/length.py) chooses among them.
 
 To use it, copy this file into the project's `methods/` folder and add `sample_rerank` to
 `fill.methods` in params.yaml; `dvc repro` then fills, scores and tables it like a built-in.
@@ -43,4 +44,5 @@ def sample_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     drawn = torch.stack(words, 1).tolist()  # (N * S, longest)
     fills = [sample[:size] for sample, size in zip(drawn, lengths.tolist())]
     candidates = [fills[i * SAMPLES : (i + 1) * SAMPLES] for i in range(n)]
-    return best(blanks, candidates, lambda features, sentences: bidirectional(models, features, sentences))[0]
+    bonus = p.length_bonus if length is None else 0.0
+    return best(blanks, candidates, lambda features, sentences: bidirectional(models, features, sentences), bonus)[0]

@@ -53,19 +53,19 @@ def cut(words: Sequence[str], ratio: float) -> tuple[list[str], list[str], list[
     return list(words[:start]), list(words[start : start + length]), list(words[start + length :])
 
 
-def table(captions: pa.Table, ratios: Sequence[float], images: int | None = None) -> pa.Table:
+def table(captions: pa.Table, ratios: Sequence[float], images: int | None = None, split: str = "test") -> pa.Table:
     """The blank set of the test captions in `captions` (columns of captions.parquet), of
-    the first `images` test images if given."""
-    test = captions.filter(pc.equal(captions["split"], "test")).sort_by("sentence_id")
+    the first `images` test images if given; of another split's (`val`, to tune on) if asked."""
+    test = captions.filter(pc.equal(captions["split"], split)).sort_by("sentence_id")
     if test.num_rows == 0:
-        raise UserError("no captions in the test split to blank")
+        raise UserError(f"no captions in the {split} split to blank")
     if images is not None:
         first = pc.unique(test["image_id"]).sort()[:images]
         test = test.filter(pc.is_in(test["image_id"], first))
     rows = {name: [] for name in SCHEMA.names}
     for image_id, sentence_id, tokens in zip(*(test[name].to_pylist() for name in ("image_id", "sentence_id", "tokens"))):
         if not tokens:
-            raise UserError(f"test caption {sentence_id} (image {image_id}) has no words to blank")
+            raise UserError(f"{split} caption {sentence_id} (image {image_id}) has no words to blank")
         for ratio in ratios:
             left, blank, right = cut(tokens, ratio)
             for name, value in zip(SCHEMA.names, (len(rows["blank_id"]), image_id, sentence_id, ratio, left, blank, right)):

@@ -37,6 +37,7 @@ from PIL import Image
 from fillblank import decode, features, images, params
 from fillblank.data import sources
 from fillblank.data.text import Vocab, normalise
+from fillblank.decode import length as length_rule
 from fillblank.decode import registry
 from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
 from fillblank.errors import UserError, run
@@ -145,6 +146,8 @@ def fill(args: argparse.Namespace) -> None:
     image = read_image(args.image)
     inputs = locate(args.dataset, args.models, args.vocab, args.features)
     p = params.load(args.params).fill
+    if args.length is None:  # the method chooses the length, by the rule tuned for this dataset
+        p = length_rule.resolved(p, length_rule.tuned_path(args.dataset))
     vocab = Vocab.load(inputs.vocab)
     unknown = unknown_words(caption, vocab)
     if unknown:

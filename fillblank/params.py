@@ -140,6 +140,8 @@ class Fill(Section):
     batch: int = Field(ge=1)  # blanks decoded together
     exact_max_rows: int = Field(ge=1)  # prefixes per blank that exact search keeps before giving up proof
     device: Literal["auto", "cpu", "cuda"]  # where the models decode (fillblank.decode.device)
+    length_bonus: float | Literal["tuned"]  # nats per word when lengths compete (fillblank/decode/length.py)
+    tune_images: int | None = Field(ge=1)  # val images whose captions tune length_bonus; None: all
 
     @field_validator("methods")
     @classmethod

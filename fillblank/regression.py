@@ -46,6 +46,7 @@ from fillblank import decode, params, tables
 from fillblank import features as image_features
 from fillblank.atomic import atomic_path, write_text
 from fillblank.data.text import Vocab
+from fillblank.decode import length
 from fillblank.decode.registry import with_role
 from fillblank.errors import UserError, run
 from fillblank.evaluate import BLANK_COLUMNS, CAPTION_COLUMNS, evaluate, read_fills, read_table
@@ -152,6 +153,7 @@ def decode_fixture(fill: params.Fill, methods: list[str], fixture: Path = FIXTUR
     """The metrics (`fillblank.evaluate`) of `methods` filling the fixture's blanks with its captioners."""
     vocab = Vocab.load(fixture / "vocab.json")
     models = load_models(fixture, vocab)
+    fill = length.resolved(fill, fixture / "length.json")
     blank_set = tables.read(fixture / "blanks.parquet")
     features = image_features.read(fixture / "features.h5", blank_set["image_id"].to_numpy())
     blanks, captions = read_table(fixture / "blanks.parquet", BLANK_COLUMNS), read_table(fixture / "captions.parquet", CAPTION_COLUMNS)
@@ -162,7 +164,7 @@ def decode_fixture(fill: params.Fill, methods: list[str], fixture: Path = FIXTUR
 
 
 def freeze(project: Path, fixture: Path = FIXTURE) -> None:
-    """Copy the pipeline's `shapes` captioners, infiller and vocabulary, and the features, blanks and
+    """Copy the pipeline's `shapes` captioners, their tuned length rule and vocabulary, and the features, blanks and
     captions of its first `FIXTURE_IMAGES` test images, from `project` into `fixture`."""
     blank_set = tables.read(project / f"data/blanks/{DATASET}.parquet", made_by="blanks")
     images = sorted(set(blank_set["image_id"].to_pylist()))[:FIXTURE_IMAGES]
@@ -176,6 +178,7 @@ def freeze(project: Path, fixture: Path = FIXTURE) -> None:
         for name in (f"{model}.pt" for model in FIXTURE_MODELS):
             shutil.copy(project / f"data/models/{DATASET}" / name, tmp / name)
         shutil.copy(project / f"data/prepared/{DATASET}/vocab.json", tmp / "vocab.json")
+        shutil.copy(project / length.tuned_path(DATASET), tmp / "length.json")
         pq.write_table(keep(blank_set), tmp / "blanks.parquet")
         pq.write_table(keep(captions), tmp / "captions.parquet")
         source = project / f"data/features/{DATASET}.h5"

@@ -3,7 +3,8 @@
 Reads the two captioners data/models/<dataset>/{forward,backward}.pt and the infiller
 infill.pt beside them, the vocabulary
 data/prepared/<dataset>/vocab.json, the image features data/features/<dataset>.h5 and
-the blank set data/blanks/<dataset>.parquet. Writes data/fills/<dataset>/<method>.parquet
+the blank set data/blanks/<dataset>.parquet, and the length rule's tuned bonus
+data/length/<dataset>.json when `fill.length_bonus` is `tuned`. Writes data/fills/<dataset>/<method>.parquet
 (layout: fillblank/decode/__init__.py): each blank filled with its length given, then
 with its length unknown (`bibs_unknown`: unknown only).
 
@@ -24,7 +25,7 @@ from fillblank import params as params_module
 from fillblank.atomic import atomic_path
 from fillblank.data import sources
 from fillblank.data.text import Vocab
-from fillblank.decode import registry
+from fillblank.decode import length, registry
 from fillblank.errors import UserError, run
 from fillblank.model import load_models
 
@@ -37,9 +38,10 @@ def main() -> None:
     parser.add_argument("--vocab", type=Path, default=None, help="default: data/prepared/<dataset>/vocab.json")
     parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
     parser.add_argument("--blanks", type=Path, default=None, help="default: data/blanks/<dataset>.parquet")
+    parser.add_argument("--length", type=Path, default=None, help="the tuned length rule; default: data/length/<dataset>.json")
     parser.add_argument("--out", type=Path, default=None, help="default: data/fills/<dataset>/<method>.parquet")
     args = parser.parse_args()
-    p = params_module.load().fill
+    p = length.resolved(params_module.load().fill, args.length or length.tuned_path(args.dataset))
     models_dir = args.models or Path("data/models") / args.dataset
     vocab_path = args.vocab or Path("data/prepared") / args.dataset / "vocab.json"
     out = args.out or Path("data/fills") / args.dataset / f"{args.method}.parquet"

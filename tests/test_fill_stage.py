@@ -39,10 +39,11 @@ def inputs(tmp_path, params_file, monkeypatch):
         file["features"] = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
     captions = pa.table({"image_id": [8, 3, 8], "split": ["test"] * 3, "sentence_id": [0, 1, 2], "tokens": CAPTIONS})
     pq.write_table(blanks.table(captions, [0.3, 0.6]), tmp_path / "blanks.parquet")
+    (tmp_path / "length.json").write_text(json.dumps({"length_bonus": 0.5}))  # as stage length@<dataset> tunes it
     return tmp_path
 
 
-FILES = ["--models", "models", "--vocab", "vocab.json", "--features", "features.h5", "--blanks", "blanks.parquet"]
+FILES = ["--models", "models", "--vocab", "vocab.json", "--features", "features.h5", "--blanks", "blanks.parquet", "--length", "length.json"]
 
 
 def fill(folder, method):

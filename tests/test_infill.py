@@ -21,7 +21,7 @@ from toy_models import one_thread  # noqa: F401  (autouse: these models are tiny
 
 SETTINGS = InfillSettings(seed=0, width=32, heads=2, layers=1, feedforward=64, image_tokens=2, dropout=0.0, lr=0.003,
                           clip=1.0, batch_size=20, max_epochs=12, patience=12)
-P = Fill(methods=["infill"], beam=3, sweeps=2, m_best=3, max_length=4, batch=64, exact_max_rows=100, device="cpu")
+P = Fill(methods=["infill"], beam=3, sweeps=2, m_best=3, max_length=4, batch=64, exact_max_rows=100, device="cpu", length_bonus=0.0, tune_images=None)
 
 
 @pytest.fixture(scope="module")

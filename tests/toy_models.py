@@ -82,7 +82,7 @@ def random_models(vocab: int, seed: int, features: int = 3) -> Models:
 
 
 def fill_params(**changes) -> params.Fill:
-    settings = dict(methods=["bibs"], beam=2, sweeps=4, m_best=1, max_length=3, batch=16, exact_max_rows=10_000, device="cpu")
+    settings = dict(methods=["bibs"], beam=2, sweeps=4, m_best=1, max_length=3, batch=16, exact_max_rows=10_000, device="cpu", length_bonus=0.0, tune_images=None)
     return params.Fill(**settings | changes)
 
 

@@ -15,7 +15,8 @@ backward [URNN-b]: the same with the backward captioner from the right words (th
 fb_max [URNN-fb-max]: the forward and the backward answer, whichever its own captioner
     gives the higher log-prob of the whole sentence (each with its own length, if unknown).
 fb_rerank [URNN-fb-BiRNN]: the B hypotheses of both beam searches (of every length up to
-    `max_length`, if unknown) pooled and reranked by S(Y) = log P_fwd(Y) + log P_bwd(Y).
+    `max_length`, if unknown) pooled and reranked by S(Y) = log P_fwd(Y) + log P_bwd(Y)
+    (plus the length bonus per word, if unknown).
 """
 
 from functools import partial
@@ -47,7 +48,7 @@ def one_way(models: Models, blanks: Blanks, length: int | None, p: Fill, own_sco
     candidates = [[beam.tokens[n, 0].tolist() for beam in beams] for n in range(len(blanks))]
     if len(beams) == 1 and not own_score:
         return [c[0] for c in candidates], None
-    return best(blanks, candidates, partial(log_prob, models.forward))
+    return best(blanks, candidates, partial(log_prob, models.forward), p.length_bonus / 2 if length is None else 0.0)
 
 
 @register("forward", role="baseline", description="beam search with the forward captioner from the left words [URNN-f]")
@@ -77,7 +78,7 @@ def fb_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -> li
     steps = length or p.max_length
     forward_beams = choices(beam_search(models, blanks, steps, p.beam), length)
     backward_beams = choices(beam_search(models.mirrored(), blanks.mirrored(), steps, p.beam), length)
-    return best(blanks, pooled(forward_beams, backward_beams), partial(bidirectional, models))[0]
+    return best(blanks, pooled(forward_beams, backward_beams), partial(bidirectional, models), p.length_bonus if length is None else 0.0)[0]
 
 
 def pooled(forward_beams: list[Beam], backward_beams: list[Beam]) -> list[list[list[int]]]:

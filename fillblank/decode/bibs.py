@@ -31,7 +31,8 @@ bibs [BiRNN-BSCD], known length k:
   4. A blank stops when its beams no longer change, that is when a sweep brings no new
      fill among its M best, or after `p.sweeps` sweeps (after the start); later sweeps
      run on the blanks still changing only.
-  Unknown length: BiBS at every length 1 .. `p.max_length`, the best S(Y) of them all.
+  Unknown length: BiBS at every length 1 .. `p.max_length`, the best of them all by S(Y)
+  plus the length bonus per word (the length rule, length.py).
 
 bibs_unknown [BiRNN-BSMP, meeting point], unknown length only:
   1. One forward beam search of `max_length` words from the left and one backward from
@@ -41,8 +42,9 @@ bibs_unknown [BiRNN-BSMP, meeting point], unknown length only:
      w (forward score + backward score, both including w) gives one candidate fill.
   3. The candidates are those meeting fills and every hypothesis of both searches (the
      pool `fb_rerank` chooses from). The length is that of the candidate with the highest
-     true S(Y); BiBS then fills a blank of that length, and the answer is the best S(Y)
-     among BiBS's fills and all the candidates, so never below `fb_rerank`'s.
+     true S(Y) plus the length bonus per word (length.py); BiBS then fills a blank of that
+     length, and the answer is the best by the same measure among BiBS's fills and all the
+     candidates, so never below `fb_rerank`'s.
   It costs two beam searches, the S(Y) of each candidate and one BiBS, against BiBS at
   every length for `bibs`; the evaluation reports the chosen length beside the true one.
 """
@@ -87,9 +89,10 @@ def search(models: Models, blanks: Blanks, length: int, p: Fill) -> list[Seen]:
     return seen
 
 
-def ranked(seen: Seen, m: int) -> list[tuple[list[int], float]]:
-    """The `m` best fills, best first (the earlier seen first among equals)."""
-    return [(list(fill), score) for fill, score in sorted(seen.items(), key=lambda item: -item[1])[:m]]
+def ranked(seen: Seen, m: int, bonus: float = 0.0) -> list[tuple[list[int], float]]:
+    """The `m` best fills and their S(Y), best first by S(Y) plus `bonus` per word (the
+    length rule, length.py; the earlier seen first among equals)."""
+    return [(list(fill), score) for fill, score in sorted(seen.items(), key=lambda item: -(item[1] + bonus * len(item[0])))[:m]]
 
 
 @torch.inference_mode()
@@ -99,7 +102,7 @@ def mbest(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[l
     for size in [length] if length else range(1, p.max_length + 1):
         for merged, found in zip(seen, search(models, blanks, size, p)):
             merged.update(found)
-    return [ranked(s, p.m_best) for s in seen]
+    return [ranked(s, p.m_best, 0.0 if length else p.length_bonus) for s in seen]
 
 
 @register("bibs", role="bidirectional", ranks=mbest,
@@ -149,11 +152,12 @@ def bibs_unknown(models: Models, blanks: Blanks, length: int | None, p: Fill) ->
     pool = candidates(models, blanks, p)
     rows = [n for n, fills in enumerate(pool) for _ in fills]
     scores = fill_scores(partial(bidirectional, models), blanks, rows, [f for fills in pool for f in fills]).view(len(blanks), -1)  # shape: (N, C)
-    chosen = [len(fills[i]) for fills, i in zip(pool, scores.argmax(1).tolist())]
+    words = torch.tensor([[len(f) for f in fills] for fills in pool], dtype=scores.dtype, device=scores.device)  # shape: (N, C)
+    chosen = [len(fills[i]) for fills, i in zip(pool, (scores + p.length_bonus * words).argmax(1).tolist())]
     answers: list[list[int]] = [[] for _ in range(len(blanks))]
     for size in sorted(set(chosen)):
         index = [n for n, c in enumerate(chosen) if c == size]
         for n, seen in zip(index, search(models, blanks.take(index), size, p)):
             seen.update({tuple(f): s for f, s in zip(pool[n], scores[n].tolist()) if tuple(f) not in seen})
-            answers[n] = ranked(seen, 1)[0][0]
+            answers[n] = ranked(seen, 1, p.length_bonus)[0][0]
     return answers

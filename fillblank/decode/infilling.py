@@ -60,7 +60,8 @@ def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     """Pools the fills that each search thinks best (every hypothesis of infill's beams, of
     the given length or of every length, and BiBS's `p.m_best`) and ranks them by the sum of
     both models' opinions: S(Y) from the captioners, log P(fill | image, context) from the
-    infiller, which reads both sides of the blank at once."""
+    infiller, which reads both sides of the blank at once; with the length unknown, plus
+    the length bonus per word (fillblank/decode/length.py)."""
     model = infiller(models)
     ends = searched(model, blanks, length, p)
     hypotheses = [[fill for beam in ends for fill in beam.tokens[n].tolist()] for n in range(len(blanks))]
@@ -70,6 +71,8 @@ def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     rows = [n for n in range(len(blanks)) for _ in range(width)]
     flat = [fill for fills in pool for fill in fills]
     scores = fill_scores(partial(bidirectional, models), blanks, rows, flat) + log_prob(model, blanks.take(rows), flat, length)  # shape: (N * C,)
+    if length is None:  # the length rule (length.py)
+        scores += p.length_bonus * torch.tensor([len(fill) for fill in flat], dtype=scores.dtype, device=scores.device)
     return [pool[n][i] for n, i in enumerate(scores.view(len(blanks), width).argmax(1).tolist())]
 
 

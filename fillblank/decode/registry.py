@@ -42,7 +42,8 @@ class Method(Protocol):
     def __call__(self, models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
         """Fill N blanks: `blanks` holds their image features (N, D) and left and right word
         ids; `length` is every blank's length (known setting) or None (unknown: the method
-        chooses from 1 to `p.max_length`); `p` is the `fill` section of params. Returns N
+        chooses from 1 to `p.max_length`, by the length rule of `fillblank.decode.length`
+        with `p.length_bonus`); `p` is the `fill` section of params. Returns N
         fills, each a list of word ids left to right, of `length` words when it is given."""
 
 

@@ -182,13 +182,16 @@ def fill_scores(scorer: Scorer, blanks: Blanks, rows: Sequence[int], fills: Sequ
     return scorer(blanks.features[list(rows)], sentences)
 
 
-def best(blanks: Blanks, candidates: list[list[list[int]]], scorer: Scorer) -> tuple[list[list[int]], Tensor]:
-    """Each blank's candidate fill with the highest `scorer`, and that score: (N,).
+def best(blanks: Blanks, candidates: list[list[list[int]]], scorer: Scorer, bonus: float = 0.0) -> tuple[list[list[int]], Tensor]:
+    """Each blank's candidate fill of the highest `scorer` plus `bonus` per word (the length
+    rule, `fillblank.decode.length`), and that sum: (N,).
 
     `candidates[n]` are blank n's fills; every blank has the same number of them.
     """
     width = len(candidates[0])
+    flat = [f for fills in candidates for f in fills]
     rows = [n for n in range(len(blanks)) for _ in range(width)]
-    scores = fill_scores(scorer, blanks, rows, [f for fills in candidates for f in fills]).view(-1, width)  # shape: (N, C)
+    words = torch.tensor([len(f) for f in flat], dtype=torch.float32, device=blanks.features.device)  # shape: (N * C,)
+    scores = (fill_scores(scorer, blanks, rows, flat) + bonus * words).view(-1, width)  # shape: (N, C)
     top, index = scores.max(1)  # shape: (N,)
     return [fills[i] for fills, i in zip(candidates, index.tolist())], top

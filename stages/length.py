@@ -1,0 +1,64 @@
+"""Stage length@<dataset>: tune the length rule's bonus on the validation split.
+
+Reads the captioners data/models/<dataset>/{forward,backward}.pt, the vocabulary and
+captions of data/prepared/<dataset>/, and the image features data/features/<dataset>.h5.
+Blanks the captions of the first `fill.tune_images` validation images at every ratio of
+`blanks.ratios`, as the test blanks are cut, finds each blank's best fill of every length
+1 .. `fill.max_length`, and writes to data/length/<dataset>.json the bonus per word with
+which S(Y) + bonus x length picks lengths nearest the true ones
+(fillblank/decode/length.py), with the mean length error of every bonus tried.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fillblank import blanks, tables
+from fillblank import features as image_features
+from fillblank import params as params_module
+from fillblank.atomic import write_text
+from fillblank.data import sources
+from fillblank.data.text import Vocab
+from fillblank.decode import length
+from fillblank.decode.step import Blanks
+from fillblank.errors import UserError, run
+from fillblank.model import load_models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=sources.NAMES)
+    parser.add_argument("--models", type=Path, default=None, help="folder of forward.pt and backward.pt; default: data/models/<dataset>")
+    parser.add_argument("--prepared", type=Path, default=None, help="folder of vocab.json and captions.parquet; default: data/prepared/<dataset>")
+    parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
+    parser.add_argument("--out", type=Path, default=None, help="default: data/length/<dataset>.json")
+    args = parser.parse_args()
+    settings = params_module.load()
+    p = settings.fill
+    prepared = args.prepared or Path("data/prepared") / args.dataset
+    out = args.out or length.tuned_path(args.dataset)
+
+    if not (prepared / "vocab.json").is_file():
+        raise UserError(f"{prepared / 'vocab.json'}: no such file (run the prepare stage first)")
+    vocab = Vocab.load(prepared / "vocab.json")
+    models = load_models(args.models or Path("data/models") / args.dataset, vocab)
+    captions = tables.read(prepared / "captions.parquet", ["image_id", "split", "sentence_id", "tokens"], made_by="prepare")
+    val = blanks.table(captions, settings.blanks.ratios, p.tune_images, split="val")
+    features = image_features.read(args.features or Path("data/features") / f"{args.dataset}.h5", val["image_id"].to_numpy())
+    left, blank, right = (val[name].to_pylist() for name in ("left", "blank", "right"))
+    every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
+
+    scores = []
+    for at in tqdm(range(0, len(every), p.batch), desc=f"{args.dataset}: best fill of each length", unit="batch"):
+        scores.append(length.best_by_length(models, every.take(range(at, min(at + p.batch, len(every)))), p))
+    tuned = length.tune(torch.cat(scores), torch.tensor([len(words) for words in blank]))
+    write_text(out, json.dumps(tuned, indent=1) + "\n")
+    print(f"{args.dataset}: length bonus {tuned['length_bonus']} nats per word, mean length error {tuned['length_error']:.2f} "
+          f"words over {tuned['blanks']} val blanks (no bonus: {tuned['errors'][0.0]:.2f}); written to {out}")
+
+
+if __name__ == "__main__":
+    run(main)
