@@ -60,11 +60,11 @@ TRAIN = TrainSettings(
 @pytest.fixture(scope="session")
 def shapes_project(tmp_path_factory) -> Path:
     """A project folder as `dvc repro` leaves it after training, for the small `shapes`
-    above: its params.yaml and what the download, prepare, features and both train stages
-    write. It takes about a minute, so the tests that use it are marked slow."""
+    above: its params.yaml and what the download, prepare, features, both train stages and
+    the length rule's tuning write. It takes about a minute, so the tests that use it are marked slow."""
     root = tmp_path_factory.mktemp("project")
     write_params(root, {"sources": {"shapes": SHAPES.model_dump()}, "train": {"overrides": {"shapes": TRAIN.model_dump()}}})
-    for stage, *direction in [("download",), ("prepare",), ("features",), *(("train", d) for d in train.DIRECTIONS)]:
+    for stage, *direction in [("download",), ("prepare",), ("features",), *(("train", d) for d in train.DIRECTIONS), ("length",)]:
         result = run_stage(stage, "shapes", *direction, cwd=root)
         assert result.returncode == 0, f"{stage} {' '.join(direction)}:\n{result.stdout}\n{result.stderr}"
     return root
