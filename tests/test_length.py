@@ -39,25 +39,26 @@ def test_the_bonus_steers_every_method_s_length(method):
     assert lengths == {-100.0: {1}, 100.0: {4}}
 
 
-def test_the_stage_tunes_on_val_captions_only(tmp_path, params_file, monkeypatch):
+def test_the_stage_tunes_on_val_captions_of_images_with_features_only(tmp_path, params_file, monkeypatch):
     params_file({"beam: 7": "beam: 2", "max_length: 10": "max_length: 4"})
-    captions = [["a", "red", "circle", "above", "a", "blue", "square"], ["two", "green", "stars"], ["a", "small", "yellow", "diamond"]]
+    captions = [["a", "red", "circle", "above", "a", "blue", "square"], ["two", "green", "stars"], ["a", "small", "yellow", "diamond"],
+                ["a", "red", "star"]]
     vocab = Vocab.build(captions, min_count=1)
     (tmp_path / "prepared").mkdir()
     vocab.save(tmp_path / "prepared" / "vocab.json")
-    table = {"image_id": [1, 2, 3], "split": ["val", "val", "test"], "sentence_id": [0, 1, 2], "tokens": captions}
+    table = {"image_id": [1, 2, 3, 4], "split": ["val", "val", "test", "val"], "sentence_id": [0, 1, 2, 3], "tokens": captions}
     pq.write_table(pa.table(table), tmp_path / "prepared" / "captions.parquet")
     for seed, direction in enumerate(("forward", "backward")):
         save_checkpoint(tmp_path / "models" / f"{direction}.pt", random_captioner(len(vocab), seed, feature_dim=5), {"direction": direction}, vocab)
     with h5py.File(tmp_path / "features.h5", "w") as file:
-        file["image_ids"] = np.array([1, 2], dtype=np.int64)  # the test image has none: it must not be read
+        file["image_ids"] = np.array([1, 2], dtype=np.int64)  # the test image is not read; val image 4 was skipped, unreadable
         file["features"] = np.random.default_rng(0).normal(size=(2, 5)).astype(np.float32)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["length", "shapes", "--models", "models", "--prepared", "prepared", "--features", "features.h5", "--out", "length.json"])
     length_stage.main()
 
     tuned = json.loads((tmp_path / "length.json").read_text())
-    assert tuned["blanks"] == 2 * 3  # two val captions at three ratios
+    assert tuned["blanks"] == 2 * 3  # the two val captions with features, at three ratios
     assert tuned["length_bonus"] in length.GRID and tuned["length_error"] == min(tuned["errors"].values())
     p = length.resolved(fill_params(length_bonus="tuned"), tmp_path / "length.json")
     assert p.length_bonus == tuned["length_bonus"]
