@@ -29,6 +29,17 @@ def test_the_stage_writes_metrics_tables_and_plot_data(tmp_path, params_file):
             assert bibs["BLEU-4"] == pytest.approx(1.0, abs=1e-6)  # the original sentence is a reference
             assert bibs["CIDEr"] > metrics[setting]["fb_rerank"][ratio]["CIDEr"] > forward["CIDEr"]
             assert "search_error" not in metrics[setting]["exact"][ratio]
+
+
+def test_with_the_length_unknown_the_search_error_counts_the_length_bonus(tmp_path, params_file):
+    params_file()
+    write_dataset(tmp_path)
+    # forward's unknown-length fills have one word more than exact's and 4 nats less S(Y):
+    # with a bonus of 5 nats per word they rank above the oracle's, so no search error.
+    (tmp_path / "data/length/shapes.json").write_text(json.dumps({"length_bonus": 5.0}))
+    assert run_stage("evaluate", "shapes", cwd=tmp_path).returncode == 0
+    metrics = json.loads((tmp_path / "metrics/shapes.json").read_text())
+    assert [metrics[setting]["forward"]["0.5"]["search_error"] for setting in ("known", "unknown")] == [1.0, 0.0]
     assert metrics["unknown"]["forward"]["0.5"]["length_error"] == 1.0  # one word too many, always
     assert metrics["unknown"]["bibs"]["0.5"]["length_error"] == 0.0
     assert "length_error" not in metrics["known"]["bibs"]["0.5"]
