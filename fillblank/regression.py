@@ -160,7 +160,7 @@ def decode_fixture(fill: params.Fill, methods: list[str], fixture: Path = FIXTUR
     with tempfile.TemporaryDirectory() as folder:
         for method in methods:
             pq.write_table(decode.fill_table(method, models, vocab, blank_set, features, fill, {}), Path(folder) / f"{method}.parquet")
-        return evaluate(read_fills(Path(folder), methods, blanks), blanks, captions)
+        return evaluate(read_fills(Path(folder), methods, blanks), blanks, captions, fill.length_bonus)
 
 
 def freeze(project: Path, fixture: Path = FIXTURE) -> None:

@@ -2,7 +2,9 @@
 
 Reads data/fills/<dataset>/<method>.parquet for each method of `fill.methods`,
 data/blanks/<dataset>.parquet and, as references, every caption in
-data/prepared/<dataset>/captions.parquet. Writes
+data/prepared/<dataset>/captions.parquet, and the length rule's tuned bonus
+data/length/<dataset>.json, with which the search error compares fills of unknown length.
+Writes
 
     metrics/<dataset>.json                         layout in fillblank/evaluate.py
     reports/<dataset>/table.md                     one table per setting and metric
@@ -19,6 +21,7 @@ from pathlib import Path
 from fillblank import params as params_module
 from fillblank.atomic import atomic_path, write_text
 from fillblank.data import sources
+from fillblank.decode import length
 from fillblank.errors import run
 from fillblank.evaluate import evaluate, read_provenance, read_results
 from fillblank.report import chart, plot_csvs, tables
@@ -36,7 +39,8 @@ def main() -> None:
 
     fills, blanks, captions = read_results(Path("."), name, params.fill.methods)
     print(f"{name}: scoring {', '.join(params.fill.methods)} on {len(blanks)} blanks")
-    metrics = evaluate(fills, blanks, captions) | {"provenance": read_provenance(Path("data/fills") / name, params.fill.methods)}
+    bonus = length.resolved(params.fill, length.tuned_path(name)).length_bonus  # the search error counts it
+    metrics = evaluate(fills, blanks, captions, bonus) | {"provenance": read_provenance(Path("data/fills") / name, params.fill.methods)}
 
     write_text(Path("metrics") / f"{name}.json", json.dumps(metrics, indent=2) + "\n")
     write_text(reports / "table.md", tables(metrics, f"{name}: filling the blanks"))

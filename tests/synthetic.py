@@ -14,6 +14,7 @@ Each method fills in a way whose scores are known in advance (see `FILLERS`).
 """
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def write_dataset(root: Path) -> Path:
         (root / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     write(root / "data/prepared/shapes/captions.parquet", pd.DataFrame(captions))
     write(root / "data/blanks/shapes.parquet", pd.DataFrame(blanks))
+    mkdir(root / "data/length/shapes.json").write_text(json.dumps({"length_bonus": 0.0}))  # no bonus: S(Y) alone
     for method, filler in FILLERS.items():
         settings = ("unknown",) if method == "bibs_unknown" else ("known", "unknown")
         rows = []

@@ -31,6 +31,20 @@ def test_exact_search_finds_the_brute_force_optimum(seed, length):
         assert true_score(models, BLANKS.features[n], BLANKS.left[n] + fill + BLANKS.right[n]) == pytest.approx(best, abs=1e-4)
 
 
+@pytest.mark.parametrize("bonus", [-50.0, 2.0, 50.0])
+def test_with_the_length_unknown_exact_search_maximises_s_plus_the_length_bonus(bonus):
+    models = random_models(VOCAB, 0)
+    p = fill_params(beam=1, sweeps=0, max_length=3, length_bonus=bonus)
+    fills, proven = search(models, BLANKS, None, p)
+    assert all(proven)
+    for n, fill in enumerate(fills):
+        ranked = lambda fill: true_score(models, BLANKS.features[n], BLANKS.left[n] + fill + BLANKS.right[n]) + bonus * len(fill)
+        best = max(ranked(brute_force(models, BLANKS.features[n], BLANKS.left[n], BLANKS.right[n], [k], VOCAB)[0]) for k in (1, 2, 3))
+        assert ranked(fill) == pytest.approx(best, abs=1e-4)
+    if abs(bonus) == 50.0:  # outweighs any S(Y) of these models: the shortest or the longest fills
+        assert {len(fill) for fill in fills} == ({1} if bonus < 0 else {3})
+
+
 def test_exact_search_improves_on_its_seed():
     models = random_models(VOCAB, 1)
     p = fill_params(beam=1, sweeps=0)

@@ -57,3 +57,14 @@ def test_the_stage_stops_before_writing_anything(tmp_path, params_file):
     assert result.stderr.startswith("error: data/fills/shapes/fb_max.parquet: not a readable parquet file")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "reports").exists()
+
+
+def test_with_the_length_unknown_the_search_error_counts_the_length_bonus(tmp_path, params_file):
+    params_file()
+    write_dataset(tmp_path)
+    # forward's unknown-length fills have one word more than exact's and 4 nats less S(Y):
+    # with a bonus of 5 nats per word they rank above the oracle's, so no search error.
+    (tmp_path / "data/length/shapes.json").write_text(json.dumps({"length_bonus": 5.0}))
+    assert run_stage("evaluate", "shapes", cwd=tmp_path).returncode == 0
+    metrics = json.loads((tmp_path / "metrics/shapes.json").read_text())
+    assert [metrics[setting]["forward"]["0.5"]["search_error"] for setting in ("known", "unknown")] == [1.0, 0.0]

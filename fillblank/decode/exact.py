@@ -1,5 +1,6 @@
 """exact: the fill that maximises S(Y), by branch and bound; the oracle that measures the
-other methods' search error.
+other methods' search error. With the length unknown it maximises what every method
+ranks lengths by, S(Y) + `p.length_bonus` x words (the length rule, length.py).
 
 The fills of a blank are the paths of a tree of prefixes x_1 .. x_t grown left to right.
 For a prefix,
@@ -7,7 +8,8 @@ For a prefix,
     log P_fwd(<start> L x_1 .. x_t | I) + log P_bwd(<start> R reversed | I)
 
 is at least the S(Y) of every sentence that completes it: every other term of S is a
-log-prob, at most 0. The search grows the tree one level at a time, all blanks of the batch
+log-prob, at most 0. With the length unknown, the bound adds the largest bonus a fill
+through the prefix can still get. The search grows the tree one level at a time, all blanks of the batch
 together, and drops a prefix once this bound falls below the best S(Y) known for its blank.
 It starts from BiBS's answer (`bibs_unknown`'s when the length is unknown) as the best
 known, so that most prefixes fall at the first levels. Complete fills, at level `length`
@@ -53,10 +55,12 @@ def exact(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[l
 
 
 def search(models: Models, blanks: Blanks, length: int | None, p: Fill) -> tuple[list[list[int]], list[bool]]:
-    """Each blank's best fill by S(Y), and whether it is proven best."""
+    """Each blank's best fill by S(Y) (plus the length bonus, if unknown), and whether it is proven best."""
     scorer = partial(bidirectional, models)
     seed = bibs(models, blanks, length, p) if length else bibs_unknown(models, blanks, None, p)
-    best_fill, best_score = seed, fill_scores(scorer, blanks, range(len(blanks)), seed)  # shape: (N,)
+    bonus = 0.0 if length else p.length_bonus
+    words = torch.tensor([len(fill) for fill in seed], dtype=torch.float32, device=blanks.features.device)  # shape: (N,)
+    best_fill, best_score = seed, fill_scores(scorer, blanks, range(len(blanks)), seed) + bonus * words  # shape: (N,)
     proven = [True] * len(blanks)
 
     this, other = side(models, blanks), side(models.mirrored(), blanks.mirrored())
@@ -66,7 +70,8 @@ def search(models: Models, blanks: Blanks, length: int | None, p: Fill) -> tuple
     for depth in range(1, (length or p.max_length) + 1):
         grown = prefix[:, None] + log_probs  # shape: (R, V)
         grown[:, :FIRST_WORD] = -torch.inf
-        bound = grown + other.context[blank][:, None]  # shape: (R, V)
+        most = max(bonus * depth, bonus * (length or p.max_length))  # the largest bonus still to come
+        bound = grown + other.context[blank][:, None] + most  # shape: (R, V)
         parent, word = (bound >= best_score[blank][:, None] - SLACK).nonzero(as_tuple=True)  # shape: (R',)
         keep, over = cap(blank[parent], bound[parent, word], len(blanks), p.exact_max_rows)  # shape: (R'',)
         proven = [ok and not o for ok, o in zip(proven, over.tolist())]
@@ -80,8 +85,8 @@ def search(models: Models, blanks: Blanks, length: int | None, p: Fill) -> tuple
             # The forward captioner's whole sentence first: with it the bound is much
             # tighter, and only fills that can still win are read by the backward one.
             forward = finish(this, blank, prefix, state, log_probs)  # shape: (R'',)
-            hope = (forward + other.context[blank] > best_score[blank]).nonzero()[:, 0]  # shape: (H,)
-            scores = forward[hope] + other_way(this, other, blank[hope], tokens[hope].tolist())  # shape: (H,)
+            hope = (forward + other.context[blank] + bonus * depth > best_score[blank]).nonzero()[:, 0]  # shape: (H,)
+            scores = forward[hope] + other_way(this, other, blank[hope], tokens[hope].tolist()) + bonus * depth  # shape: (H,)
             for row, score in zip(hope.tolist(), scores.tolist()):
                 b = int(blank[row])
                 if score > best_score[b]:

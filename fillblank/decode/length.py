@@ -16,6 +16,7 @@ and the oracle `exact`, which proves the fill of highest S(Y), do not use it.
 """
 
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -54,7 +55,7 @@ def best_by_length(models: Models, blanks: Blanks, p: Fill) -> torch.Tensor:
     fills = [beam.tokens[i, 0].tolist() for i in range(n) for beam in forward] + [
         beam.tokens[i, 0].flip(0).tolist() for i in range(n) for beam in backward]
     rows = [i for i in range(n) for _ in forward] * 2
-    scores = fill_scores(lambda features, sentences: bidirectional(models, features, sentences), blanks, rows, fills)
+    scores = fill_scores(partial(bidirectional, models), blanks, rows, fills)
     return scores.view(2, n, p.max_length).amax(0)
 
 
