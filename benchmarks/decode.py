@@ -19,7 +19,7 @@ trained captioners of that dataset (data/models/flickr8k, after `dvc repro`) on 
 blanks at ratio 0.5, those of the most common length, where BiBS stops each blank once its
 sweeps find nothing new.
 
-    python benchmarks/decode.py [--dataset flickr8k] [--batches 1 8 32] [--methods forward bibs] [--threads 2] [--sweeps 2] [--m-best 3]
+    python benchmarks/decode.py [--dataset flickr8k] [--batches 1 8 32] [--methods forward bibs] [--threads 2] [--sweeps 2] [--m-best 3] [--length-bonus 2]
 """
 
 import argparse
@@ -33,6 +33,7 @@ import torch
 from fillblank import features, params, tables
 from fillblank.blanks import cut
 from fillblank.data.text import SPECIALS, Vocab
+from fillblank.decode import length as length_rule
 from fillblank.decode.registry import methods
 from fillblank.decode.step import Blanks, Models
 from fillblank.infill import Infiller
@@ -120,18 +121,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sweeps", type=int, default=None, help="BiBS sweeps; default: fill.sweeps of params.yaml")
     parser.add_argument("--m-best", type=int, default=None, help="fills BiBS scores per sweep; default: fill.m_best of params.yaml")
+    parser.add_argument("--length-bonus", type=float, default=None,
+                        help="the length rule's nats per word; default: fill.length_bonus, where tuned the dataset's, or 2.0 (flickr8k-dev's) for random captioners")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models, draw = trained_captioner(args.dataset) if args.dataset else random_captioner()
     sizes = models.forward.model.sizes
     p = params.load().fill
-    chosen = {"sweeps": args.sweeps, "m_best": args.m_best}
+    if args.length_bonus is None and p.length_bonus == "tuned":
+        p = length_rule.resolved(p, length_rule.tuned_path(args.dataset)) if args.dataset else p.model_copy(update={"length_bonus": 2.0})
+    chosen = {"sweeps": args.sweeps, "m_best": args.m_best, "length_bonus": args.length_bonus}
     p = p.model_copy(update={"beam": BEAM} | {key: value for key, value in chosen.items() if value is not None})
     batches = {batch: draw(batch) for batch in args.batches}  # every method fills the same blanks
     example, length = draw(1)
     print(f"captioner: {f'trained on {args.dataset}' if args.dataset else 'random'}, vocabulary {sizes['vocab_size']}, hidden {sizes['hidden']}, "
           f"embed {sizes['embed']}; blanks of {length} words (ratio {RATIO}), beam {BEAM}, sweeps {p.sweeps}, m_best {p.m_best}; "
-          f"{args.threads} threads; exact left out (infeasible at this vocabulary)")
+          f"length bonus {p.length_bonus}; {args.threads} threads; exact left out (infeasible at this vocabulary)")
     rows = max(args.batches) * BEAM
     reference = mm_gflops(rows, sizes["hidden"], sizes["vocab_size"])
     print(f"torch.mm ({rows} x {sizes['hidden']}) x ({sizes['hidden']} x {sizes['vocab_size']}): {reference:.1f} GFLOP/s")

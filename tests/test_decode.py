@@ -9,7 +9,7 @@ from fillblank.decode import fill
 from fillblank.decode.registry import methods
 from fillblank.decode.baselines import beam_search
 from fillblank.decode.bibs import bibs, bibs_unknown, mbest
-from fillblank.decode.step import Blanks, Models, advance, start
+from fillblank.decode.step import Blanks, Models, advance, side, start
 from fillblank.errors import UserError
 from toy_models import bigram, brute_force, fill_params, ids, log_prob, one_thread, random_models, true_score  # noqa: F401
 
@@ -225,6 +225,6 @@ def test_bibs_unknown_chooses_the_length_of_the_best_sentence():
 def test_one_search_holds_the_beam_of_every_length():
     models = random_models(vocab=10, seed=13)
     blanks = Blanks(torch.randn(3, 3, generator=torch.Generator().manual_seed(5)), [[4], [5, 6], []], [[], [], []])
-    long = beam_search(models, blanks, 4, beam=3)
+    long = beam_search(side(models, blanks), 4, beam=3)
     for length in (1, 2, 3):
-        assert torch.equal(beam_search(models, blanks, length, beam=3)[-1].tokens, long[length].tokens)
+        assert torch.equal(beam_search(side(models, blanks), length, beam=3)[-1].tokens, long[length].tokens)

@@ -42,7 +42,8 @@ bibs_unknown [BiRNN-BSMP, meeting point], unknown length only:
      w (forward score + backward score, both including w) gives one candidate fill.
   3. The candidates are those meeting fills and every hypothesis of both searches (the
      pool `fb_rerank` chooses from). The length is that of the candidate with the highest
-     true S(Y) plus the length bonus per word (length.py); BiBS then fills a blank of that
+     true S(Y) plus the length bonus per word (length.py; rescore.best finds it without
+     reading most of the searches' hypotheses both ways); BiBS then fills a blank of that
      length, and the answer is the best by the same measure among BiBS's fills and all the
      candidates, so never below `fb_rerank`'s.
   It costs two beam searches, the S(Y) of each candidate and one BiBS, against BiBS at
@@ -54,7 +55,8 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from fillblank.decode.baselines import beam_search, pooled
+from fillblank.decode import rescore
+from fillblank.decode.baselines import beam_search
 from fillblank.decode.beam import Beam, handover, sweep
 from fillblank.decode.registry import register
 from fillblank.decode.step import Blanks, Models, bidirectional, complete, fill_scores, select, side
@@ -111,13 +113,20 @@ def bibs(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[li
     return [fills[0][0] for fills in mbest(models, blanks, length, p)]
 
 
-def candidates(models: Models, blanks: Blanks, p: Fill) -> list[list[list[int]]]:
-    """For each blank, the same number of fills: for each length 1 .. max_length the fill of
-    the best meeting, then every hypothesis of the forward and the backward beam search."""
-    steps = p.max_length
-    forward = beam_search(models, blanks, steps, p.beam)
-    backward = beam_search(models.mirrored(), blanks.mirrored(), steps, p.beam)
-    return [meet + pool for meet, pool in zip(meetings(forward, backward, steps), pooled(forward[1:], backward[1:]))]
+def candidate(models: Models, blanks: Blanks, p: Fill) -> tuple[list[list[int]], Tensor]:
+    """Each blank's best fill by S(Y) plus the length bonus per word among: for each length
+    1 .. max_length the fill of the best meeting, and every hypothesis of the forward and
+    the backward beam search; and its S(Y) (N,)."""
+    sides = side(models, blanks), side(models.mirrored(), blanks.mirrored())
+    forward, backward = (beam_search(this, p.max_length, p.beam) for this in sides)
+    meet = meetings(forward, backward, p.max_length)
+    rows = [n for n, fills in enumerate(meet) for _ in fills]
+    scores = fill_scores(partial(bidirectional, models), blanks, rows, [f for fills in meet for f in fills]).view(len(blanks), -1)  # shape: (N, K)
+    words = torch.tensor([[len(f) for f in fills] for fills in meet], dtype=scores.dtype, device=scores.device)  # shape: (N, K)
+    top = (scores + p.length_bonus * words).argmax(1)  # shape: (N,)
+    start = [fills[k] for fills, k in zip(meet, top.tolist())], scores.gather(1, top[:, None])[:, 0]
+    found = rescore.hypotheses(sides[0], forward[1:]), rescore.hypotheses(sides[1], backward[1:])
+    return rescore.best(sides, found, p.length_bonus, start)
 
 
 def meetings(forward: list[Beam], backward: list[Beam], steps: int) -> list[list[list[int]]]:
@@ -149,15 +158,11 @@ def best_after(beams: list[Beam]) -> tuple[Tensor, Tensor]:
 def bibs_unknown(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     if length is not None:
         raise UserError("bibs_unknown chooses the blank's length itself: it runs in the unknown-length setting only")
-    pool = candidates(models, blanks, p)
-    rows = [n for n, fills in enumerate(pool) for _ in fills]
-    scores = fill_scores(partial(bidirectional, models), blanks, rows, [f for fills in pool for f in fills]).view(len(blanks), -1)  # shape: (N, C)
-    words = torch.tensor([[len(f) for f in fills] for fills in pool], dtype=scores.dtype, device=scores.device)  # shape: (N, C)
-    chosen = [len(fills[i]) for fills, i in zip(pool, (scores + p.length_bonus * words).argmax(1).tolist())]
+    fills, scores = candidate(models, blanks, p)
     answers: list[list[int]] = [[] for _ in range(len(blanks))]
-    for size in sorted(set(chosen)):
-        index = [n for n, c in enumerate(chosen) if c == size]
+    for size in sorted({len(fill) for fill in fills}):
+        index = [n for n, fill in enumerate(fills) if len(fill) == size]
         for n, seen in zip(index, search(models, blanks.take(index), size, p)):
-            seen.update({tuple(f): s for f, s in zip(pool[n], scores[n].tolist()) if tuple(f) not in seen})
+            seen.setdefault(tuple(fills[n]), float(scores[n]))
             answers[n] = ranked(seen, 1, p.length_bonus)[0][0]
     return answers

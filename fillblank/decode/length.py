@@ -16,13 +16,13 @@ and the oracle `exact`, which proves the fill of highest S(Y), do not use it.
 """
 
 import json
-from functools import partial
 from pathlib import Path
 
 import torch
 
+from fillblank.decode import rescore
 from fillblank.decode.baselines import beam_search
-from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
+from fillblank.decode.step import Blanks, Models, side
 from fillblank.errors import UserError
 from fillblank.params import Fill
 
@@ -49,14 +49,10 @@ def best_by_length(models: Models, blanks: Blanks, p: Fill) -> torch.Tensor:
     The best of two candidates per length: the forward and the backward beam search's best
     hypothesis of that length, the cheapest pair of fills that both sides of a blank shape.
     """
-    forward = beam_search(models, blanks, p.max_length, p.beam)[1:]
-    backward = beam_search(models.mirrored(), blanks.mirrored(), p.max_length, p.beam)[1:]
-    n = len(blanks)
-    fills = [beam.tokens[i, 0].tolist() for i in range(n) for beam in forward] + [
-        beam.tokens[i, 0].flip(0).tolist() for i in range(n) for beam in backward]
-    rows = [i for i in range(n) for _ in forward] * 2
-    scores = fill_scores(partial(bidirectional, models), blanks, rows, fills)
-    return scores.view(2, n, p.max_length).amax(0)
+    sides = side(models, blanks), side(models.mirrored(), blanks.mirrored())
+    scores = [rescore.scores(sides, d, rescore.hypotheses(this, beam_search(this, p.max_length, p.beam)[1:], ranks=1))
+              for d, this in enumerate(sides)]  # each beam-major: (max_length * N,)
+    return torch.stack(scores).view(2, p.max_length, len(blanks)).amax(0).T
 
 
 def tune(scores: torch.Tensor, lengths: torch.Tensor) -> dict:
