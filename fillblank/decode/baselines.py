@@ -26,7 +26,7 @@ import torch
 from fillblank.decode import rescore
 from fillblank.decode.beam import Beam, sweep
 from fillblank.decode.registry import register
-from fillblank.decode.step import Blanks, Models, Side, side
+from fillblank.decode.step import Blanks, Models, Side, both_ways, side
 from fillblank.params import Fill
 
 
@@ -78,7 +78,7 @@ def fb_max(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[
 @register("fb_rerank", role="baseline", description="the hypotheses of both beam searches, reranked by S(Y) [URNN-fb-BiRNN]")
 @torch.inference_mode()
 def fb_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
-    sides = side(models, blanks), side(models.mirrored(), blanks.mirrored())
+    sides = both_ways(models, blanks)
     return rescore.best(sides, pool(sides, length, p), p.length_bonus if length is None else 0.0)[0]
 
 

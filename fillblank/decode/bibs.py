@@ -59,7 +59,7 @@ from fillblank.decode import rescore
 from fillblank.decode.baselines import beam_search
 from fillblank.decode.beam import Beam, handover, sweep
 from fillblank.decode.registry import register
-from fillblank.decode.step import Blanks, Models, bidirectional, complete, fill_scores, select, side
+from fillblank.decode.step import Blanks, Models, bidirectional, both_ways, complete, fill_scores, select
 from fillblank.errors import UserError
 from fillblank.params import Fill
 
@@ -68,7 +68,7 @@ Seen = dict[tuple[int, ...], float]
 
 def search(models: Models, blanks: Blanks, length: int, p: Fill) -> list[Seen]:
     """BiBS with blanks of `length` words: every fill it scored, with its S(Y), per blank."""
-    sides = [side(models, blanks), side(models.mirrored(), blanks.mirrored())]
+    sides = both_ways(models, blanks)
     seen: list[Seen] = [{} for _ in range(len(blanks))]
     active, context = torch.arange(len(blanks), device=blanks.features.device), None  # the blanks whose last sweep found new fills
     for turn in range(p.sweeps + 1):
@@ -117,7 +117,7 @@ def candidate(models: Models, blanks: Blanks, p: Fill) -> tuple[list[list[int]],
     """Each blank's best fill by S(Y) plus the length bonus per word among: for each length
     1 .. max_length the fill of the best meeting, and every hypothesis of the forward and
     the backward beam search; and its S(Y) (N,)."""
-    sides = side(models, blanks), side(models.mirrored(), blanks.mirrored())
+    sides = both_ways(models, blanks)
     forward, backward = (beam_search(this, p.max_length, p.beam) for this in sides)
     meet = meetings(forward, backward, p.max_length)
     rows = [n for n, fills in enumerate(meet) for _ in fills]

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from fillblank.decode.bibs import bibs, bibs_unknown
 from fillblank.decode.registry import register
-from fillblank.decode.step import FIRST_WORD, Blanks, Models, bidirectional, fill_scores, finish, other_way, select, side
+from fillblank.decode.step import FIRST_WORD, Blanks, Models, bidirectional, both_ways, fill_scores, finish, other_way, select
 from fillblank.params import Fill
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def search(models: Models, blanks: Blanks, length: int | None, p: Fill) -> tuple
     best_fill, best_score = seed, fill_scores(scorer, blanks, range(len(blanks)), seed) + bonus * words  # shape: (N,)
     proven = [True] * len(blanks)
 
-    this, other = side(models, blanks), side(models.mirrored(), blanks.mirrored())
+    this, other = both_ways(models, blanks)
     model, state, log_probs, prefix = models.forward, this.state, this.log_probs, this.context  # prefix: (N,)
     blank = torch.arange(len(blanks), device=prefix.device)  # shape: (R,), the blank of each prefix
     tokens = blank.new_zeros(len(blanks), 0)  # shape: (R, t)

@@ -22,7 +22,7 @@ import torch
 
 from fillblank.decode import rescore
 from fillblank.decode.baselines import beam_search
-from fillblank.decode.step import Blanks, Models, side
+from fillblank.decode.step import Blanks, Models, both_ways
 from fillblank.errors import UserError
 from fillblank.params import Fill
 
@@ -49,7 +49,7 @@ def best_by_length(models: Models, blanks: Blanks, p: Fill) -> torch.Tensor:
     The best of two candidates per length: the forward and the backward beam search's best
     hypothesis of that length, the cheapest pair of fills that both sides of a blank shape.
     """
-    sides = side(models, blanks), side(models.mirrored(), blanks.mirrored())
+    sides = both_ways(models, blanks)
     scores = [rescore.scores(sides, d, rescore.hypotheses(this, beam_search(this, p.max_length, p.beam)[1:], ranks=1))
               for d, this in enumerate(sides)]  # each beam-major: (max_length * N,)
     return torch.stack(scores).view(2, p.max_length, len(blanks)).amax(0).T

@@ -59,10 +59,9 @@ def hypotheses(this: Side, beams: list[Beam], ranks: int | None = None) -> Hypot
 
 def scores(sides: tuple[Side, Side], d: int, found: Hypotheses, rows: list[int] | None = None) -> Tensor:
     """S(Y) of hypotheses `rows` (default: all) of `found`, found reading as `sides[d]`: (R,)."""
-    rows_ = torch.arange(len(found.fills)) if rows is None else torch.tensor(rows, dtype=torch.long)
-    rows_ = rows_.to(found.blank.device)
-    blank = found.blank[rows_]
-    return found.own[rows_] + other_way(sides[d], sides[1 - d], blank, [found.fills[r] for r in rows_.tolist()])
+    index = list(range(len(found.fills))) if rows is None else rows
+    at = torch.tensor(index, dtype=torch.long, device=found.blank.device)  # shape: (R,)
+    return found.own[at] + other_way(sides[d], sides[1 - d], found.blank[at], [found.fills[r] for r in index])
 
 
 def best(sides: tuple[Side, Side], found: tuple[Hypotheses, Hypotheses], bonus: float,

@@ -147,6 +147,11 @@ def side(models: Models, blanks: Blanks) -> Side:
     return Side(models, blanks, state, log_probs, context)
 
 
+def both_ways(models: Models, blanks: Blanks) -> tuple[Side, Side]:
+    """The two reading directions of `blanks`: left to right, then right to left (mirrored)."""
+    return side(models, blanks), side(models.mirrored(), blanks.mirrored())
+
+
 def complete(this: Side, other: Side, blank: Tensor, fills: list[list[int]], read: Tensor, state: State, log_probs: Tensor) -> Tensor:
     """S(Y) of each fill (in `this` side's reading order) of blank `blank[i]`, going on from
     where the two captioners already are rather than from <start>: (R,).
