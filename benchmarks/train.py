@@ -4,14 +4,16 @@ once with PyTorch's kernels as it picks them for this CPU (the default) and once
 AVX2 (`PINNED`, what an older release forced on every machine), each in a fresh process,
 since the kernels are chosen at a process's first computation.
 
-    python benchmarks/train.py [--captions 3000] [--threads 2] [--epochs 1]
+    python benchmarks/train.py [--captions 3000] [--threads 2] [--epochs 1] [--rounds 3]
 
 The training side is `fillblank.train.fit` (embedding, image projection, LSTM, output
 layer, masked loss, backward, gradient clipping, RMSprop step), timed by fit itself over
 its training passes only. The bare side runs `nn.LSTM(embed, hidden)` on random inputs of
 each batch's padded shape and back-propagates their sum, down to the inputs (a captioner
-must: its word embeddings learn); it is timed before and after the
-training run and averaged, so that a machine whose load drifts flatters neither side.
+must: its word embeddings learn). A shared machine's speed drifts by tens of percent
+within minutes, so the two sides alternate: `--rounds` training runs, each between two
+bare passes, and each ratio is a training run's over the mean of the bare passes around
+it; the printed figures are the medians.
 Tokens are the predicted words and <end>, padding excluded, on both sides. Target: ratio
 >= 0.8 (so no Python loop over time steps, and little beside the LSTM).
 
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 from pathlib import Path
 
 import torch
@@ -94,7 +97,7 @@ def bare_tokens_per_second(split: Split, embed: int, hidden: int, batch_size: in
 
 
 def measure(args: argparse.Namespace) -> dict:
-    """Tokens per second of training and of the two bare baselines, in this process."""
+    """Tokens per second of training and of the two bare baselines, alternating, in this process."""
     torch.set_num_threads(args.threads)
     flickr8k = params.load().train.settings("flickr8k")
     settings = flickr8k.model_copy(update={"max_epochs": args.epochs, "patience": args.epochs})
@@ -103,17 +106,31 @@ def measure(args: argparse.Namespace) -> dict:
     data = Data(Vocab(words, (0,) * VOCAB, 1), captions(args.captions, generator), captions(200, generator), {"direction": "forward"})
     lengths = data.train.lengths.float() - 1
     sizes = (data.train, settings.embed, settings.hidden, settings.batch_size)
-    before = bare_tokens_per_second(*sizes), bare_tokens_per_second(*sizes, vocab=VOCAB)
-    with tempfile.TemporaryDirectory() as folder:
-        trained = fit(settings, data, Path(folder) / "resume.pt").tokens_per_second
-    after = bare_tokens_per_second(*sizes), bare_tokens_per_second(*sizes, vocab=VOCAB)
+
+    def bare_passes() -> tuple[float, float]:
+        return bare_tokens_per_second(*sizes), bare_tokens_per_second(*sizes, vocab=VOCAB)
+
+    bare_passes()  # a warm-up: the first pass of each batch shape also builds oneDNN's kernels for it
+    bare = [bare_passes()]
+    training = []
+    for _ in range(args.rounds):
+        with tempfile.TemporaryDirectory() as folder:
+            training.append(fit(settings, data, Path(folder) / "resume.pt").tokens_per_second)
+        bare.append(bare_passes())
+
+    def ratio(side: int) -> float:  # each training run over the mean of the bare passes around it
+        return median(run / ((before[side] + after[side]) / 2) for run, before, after in zip(training, bare, bare[1:]))
+
     return {
         "setup": f"{args.captions} captions of {lengths.mean():.1f} words on average (up to {lengths.max():.0f}), vocabulary "
-                 f"{VOCAB}, embed {settings.embed}, hidden {settings.hidden}, batch {settings.batch_size}, {args.threads} thread(s)",
+                 f"{VOCAB}, embed {settings.embed}, hidden {settings.hidden}, batch {settings.batch_size}, {args.threads} thread(s), "
+                 f"{args.rounds} round(s), medians",
         "kernels": torch.backends.cpu.get_cpu_capability(),
-        "training": trained,
-        "bare": (before[0] + after[0]) / 2,
-        "floor": (before[1] + after[1]) / 2,
+        "training": median(training),
+        "bare": median(lstm for lstm, _ in bare),
+        "floor": median(floor for _, floor in bare),
+        "ratio_bare": ratio(0),
+        "ratio_floor": ratio(1),
     }
 
 
@@ -121,7 +138,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--captions", type=int, default=3000, help="training captions per epoch")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per training run")
+    parser.add_argument("--rounds", type=int, default=3, help="training runs, each between two bare passes")
     parser.add_argument("--here", action="store_true", help="measure in this process only and print JSON (what each run calls)")
     args = parser.parse_args()
     if args.here:
@@ -131,15 +149,16 @@ def main() -> None:
     runs = {}
     for name, env in (("default", {}), ("pinned to AVX2", PINNED)):
         unset = {key: value for key, value in os.environ.items() if key not in PINNED}
-        command = [sys.executable, __file__, "--here", "--captions", str(args.captions), "--threads", str(args.threads), "--epochs", str(args.epochs)]
+        command = [sys.executable, __file__, "--here", "--captions", str(args.captions), "--threads", str(args.threads),
+                   "--epochs", str(args.epochs), "--rounds", str(args.rounds)]
         out = subprocess.run(command, env=unset | env, capture_output=True, text=True, check=True).stdout
         runs[name] = json.loads(out.splitlines()[-1])  # after the progress lines fit prints
     print(runs["default"]["setup"])
     print(f"{'kernels':34}" + "".join(f"{name + ' (' + run['kernels'] + ')':>26}" for name, run in runs.items()))
     for key, label in (("training", "training"), ("bare", "bare LSTM"), ("floor", "bare LSTM + output + loss")):
         print(f"{label + ' tokens/s':34}" + "".join(f"{run[key]:26.0f}" for run in runs.values()))
-    print(f"{'ratio to the bare LSTM':34}" + "".join(f"{run['training'] / run['bare']:26.2f}" for run in runs.values()))
-    print(f"{'ratio to LSTM + output + loss':34}" + "".join(f"{run['training'] / run['floor']:26.2f}" for run in runs.values())
+    print(f"{'ratio to the bare LSTM':34}" + "".join(f"{run['ratio_bare']:26.2f}" for run in runs.values()))
+    print(f"{'ratio to LSTM + output + loss':34}" + "".join(f"{run['ratio_floor']:26.2f}" for run in runs.values())
           + "   (target >= 0.85, default)")
     print(f"default over pinned, training tokens/s: {runs['default']['training'] / runs['pinned to AVX2']['training']:.2f}")
 
