@@ -1,5 +1,6 @@
-"""Ranking beam hypotheses from where the searches stand: the same answer as scoring every
-fill's whole sentence from <start>, for a fraction of the captioner steps."""
+"""Ranking beam hypotheses from where the searches stand (and infill_rerank's pool in the
+order of a bound): the same answer as scoring every fill's whole sentence from <start>, for
+a fraction of the captioner steps."""
 
 from functools import partial
 
@@ -7,7 +8,10 @@ import pytest
 import torch
 
 from fillblank.decode import rescore
+from fillblank.decode import infilling
 from fillblank.decode.baselines import beam_search, one_way, pool
+from fillblank.decode.bibs import mbest
+from fillblank.decode.infilling import infill_rerank, searched
 from fillblank.decode.step import Blanks, Models, best, bidirectional, log_prob, side
 from toy_models import fill_params, one_thread, random_models  # noqa: F401
 
@@ -72,3 +76,19 @@ def test_one_way_ranks_lengths_by_its_captioner_s_whole_sentence():
     expected, top = best(BLANKS, candidates, partial(log_prob, models.forward), p.length_bonus / 2)
     assert fills == expected
     assert torch.allclose(values, top, atol=1e-4)
+
+
+@pytest.mark.parametrize("length, bonus", [(None, 0.0), (None, 2.0), (2, 0.0)])
+def test_infill_rerank_finds_the_pool_s_best_by_s_y_plus_the_infiller_s_log_prob(length, bonus):
+    models = random_models(vocab=14, seed=3)
+    p = fill_params(beam=4, max_length=8, m_best=2, length_bonus=bonus)  # pools wider than a CHUNK
+    fills = infill_rerank(models, BLANKS, length, p)
+
+    ends = searched(models.infiller, BLANKS, length, p)
+    for n, ranked in enumerate(mbest(models, BLANKS, length, p)):
+        pool = [fill for beam in ends for fill in beam.tokens[n].tolist()] + [fill for fill, _ in ranked]
+        sentences = [BLANKS.left[n] + fill + BLANKS.right[n] for fill in pool]
+        s_y = bidirectional(models, BLANKS.features[[n] * len(pool)], sentences)  # from <start>
+        infiller = torch.stack([infilling.log_prob(models.infiller, BLANKS, [n], [fill], length)[0] for fill in pool])
+        words = torch.tensor([len(fill) for fill in pool], dtype=torch.float32)
+        assert fills[n] == pool[int((s_y + infiller + (bonus if length is None else 0.0) * words).argmax())]

@@ -11,7 +11,7 @@ the model ends the fill itself, by its own end marker.
 infill_rerank: both kinds of model together; see its docstring.
 """
 
-from functools import partial
+import math
 
 import torch
 from torch import Tensor
@@ -20,7 +20,8 @@ from fillblank.data.text import END_ID, PAD_ID
 from fillblank.decode.beam import Beam, sweep
 from fillblank.decode.bibs import mbest
 from fillblank.decode.registry import register
-from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
+from fillblank.decode.rescore import best_first
+from fillblank.decode.step import Blanks, Models, both_ways, read_on
 from fillblank.errors import UserError
 from fillblank.infill import Infiller, context_ids, padded
 from fillblank.params import Fill
@@ -61,27 +62,45 @@ def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     the given length or of every length, and BiBS's `p.m_best`) and ranks them by the sum of
     both models' opinions: S(Y) from the captioners, log P(fill | image, context) from the
     infiller, which reads both sides of the blank at once; with the length unknown, plus
-    the length bonus per word (fillblank/decode/length.py)."""
-    model = infiller(models)
+    the length bonus per word (fillblank/decode/length.py).
+
+    The infiller's log-prob of its own hypotheses is their beam's score; of BiBS's fills
+    it is read at once. S(Y) is read on from the context the captioners have read
+    (`step.read_on`), in the order of an upper bound (the infiller's log-prob and the
+    bonus, plus the context's log-probs: S(Y) cannot exceed them), and not for the fills
+    that bound rules out (`rescore.best_first`). The answer is the pool's best, as
+    scoring every fill would give, up to ties in float rounding."""
+    model, n = infiller(models), len(blanks)
     ends = searched(model, blanks, length, p)
-    hypotheses = [[fill for beam in ends for fill in beam.tokens[n].tolist()] for n in range(len(blanks))]
-    pool = [fills + [fill for fill, _ in ranked] for fills, ranked in zip(hypotheses, mbest(models, blanks, length, p))]
-    width = max(len(fills) for fills in pool)
-    pool = [fills + [fills[0]] * (width - len(fills)) for fills in pool]  # `best` wants as many for every blank
-    rows = [n for n in range(len(blanks)) for _ in range(width)]
-    flat = [fill for fills in pool for fill in fills]
-    scores = fill_scores(partial(bidirectional, models), blanks, rows, flat) + log_prob(model, blanks.take(rows), flat, length)  # shape: (N * C,)
-    if length is None:  # the length rule (length.py)
-        scores += p.length_bonus * torch.tensor([len(fill) for fill in flat], dtype=scores.dtype, device=scores.device)
-    return [pool[n][i] for n, i in enumerate(scores.view(len(blanks), width).argmax(1).tolist())]
+    found = [[fill for beam in ends for fill in beam.tokens[b].tolist()] for b in range(n)]
+    found_lp = torch.stack([beam.score + beam.log_probs.view(n, p.beam, -1)[:, :, END_ID] for beam in ends], 1).view(n, -1)  # shape: (N, L * B), as infill ranks them
+    of_bibs = [[fill for fill, _ in ranked] for ranked in mbest(models, blanks, length, p)]
+    bibs_rows = [b for b, fills in enumerate(of_bibs) for _ in fills]
+    bibs_lp = log_prob(model, blanks, bibs_rows, [fill for fills in of_bibs for fill in fills], length).split([len(fills) for fills in of_bibs])
+    rows = [b for b in range(n) for _ in range(len(found[b]) + len(of_bibs[b]))]
+    flat = [fill for b in range(n) for fill in found[b] + of_bibs[b]]
+    bonus = p.length_bonus if length is None else 0.0  # the length rule (length.py)
+    words = torch.tensor([len(fill) for fill in flat], dtype=torch.float32, device=blanks.features.device)  # shape: (R,)
+    extra = torch.cat([torch.cat([found_lp[b], bibs_lp[b]]) for b in range(n)]) + bonus * words  # shape: (R,)
+    sides = both_ways(models, blanks)
+    at = torch.tensor(rows, device=blanks.features.device)  # shape: (R,)
+    bound = (sides[0].context[at] + sides[1].context[at] + extra).tolist()
+
+    def value(take: list[int]) -> list[float]:
+        index = torch.tensor(take, device=at.device)
+        return (read_on(sides, at[index], [flat[c] for c in take]) + extra[index]).tolist()
+
+    chosen = best_first(rows, bound, value, [-math.inf] * len(blanks))
+    return [flat[c] for c in chosen]
 
 
-def log_prob(model: Infiller, blanks: Blanks, fills: list[list[int]], length: int | None) -> Tensor:
-    """The infiller's log P(fill, <end> | image, left, right) of each blank's fill: (N,)."""
+def log_prob(model: Infiller, blanks: Blanks, rows: list[int], fills: list[list[int]], length: int | None) -> Tensor:
+    """The infiller's log P(fill, <end> | image, left, right) of each fill, fill i of blank `rows[i]`: (R,)."""
     device = blanks.features.device
     context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)]).to(device)  # shape: (N, S)
-    memory, pad = model.encode(blanks.features, context)
-    prefix = padded([[length or 0, *fill] for fill in fills]).to(device)  # shape: (N, T)
-    targets = padded([[*fill, END_ID] for fill in fills]).to(device)  # shape: (N, T)
-    log_probs = model.decode(memory, pad, prefix).gather(2, targets[:, :, None])[:, :, 0]  # shape: (N, T)
+    memory, pad = model.encode(blanks.features, context)  # each blank's context read once
+    at = torch.tensor(rows, device=device)  # shape: (R,)
+    prefix = padded([[length or 0, *fill] for fill in fills]).to(device)  # shape: (R, T)
+    targets = padded([[*fill, END_ID] for fill in fills]).to(device)  # shape: (R, T)
+    log_probs = model.decode(memory[at], pad[at], prefix).gather(2, targets[:, :, None])[:, :, 0]  # shape: (R, T)
     return torch.where(targets != PAD_ID, log_probs, 0.0).sum(1)

@@ -19,6 +19,7 @@ from <start> would give, up to ties in float rounding.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -75,30 +76,45 @@ def best(sides: tuple[Side, Side], found: tuple[Hypotheses, Hypotheses], bonus: 
     fills = found[0].fills + [fill[::-1] for fill in found[1].fills]
     blank = torch.cat([found[0].blank, found[1].blank]).tolist()
     bound = torch.cat([found[d].own + sides[1 - d].context[found[d].blank] for d in (0, 1)]).tolist()
-    bound = [b + bonus * len(fill) for b, fill in zip(bound, fills)]
-    queue: list[list[int]] = [[] for _ in range(n)]  # each blank's candidates, highest bound first
-    for c in sorted(range(len(fills)), key=lambda c: -bound[c]):
-        queue[blank[c]].append(c)
+    score: dict[int, float] = {}
 
-    best_value, best_score, chosen = [-math.inf] * n, [-math.inf] * n, [[] for _ in range(n)]
-    if start is not None:
-        chosen, best_score = list(start[0]), start[1].tolist()
-        best_value = [score + bonus * len(fill) for fill, score in zip(chosen, best_score)]
+    def value(take: list[int]) -> list[float]:
+        for d in (0, 1):
+            mine = [c for c in take if where[c][0] == d]
+            if mine:
+                score.update(zip(mine, scores(sides, d, found[d], [where[c][1] for c in mine]).tolist()))
+        return [score[c] + bonus * len(fills[c]) for c in take]
+
+    chosen, best_score = ([[] for _ in range(n)], [-math.inf] * n) if start is None else (list(start[0]), start[1].tolist())
+    to_beat = [s + bonus * len(fill) for fill, s in zip(chosen, best_score)]
+    for b, c in enumerate(best_first(blank, [x + bonus * len(fill) for x, fill in zip(bound, fills)], value, to_beat)):
+        if c is not None:
+            chosen[b], best_score[b] = fills[c], score[c]
+    return chosen, torch.tensor(best_score)
+
+
+def best_first(blank: list[int], bound: list[float], value: Callable[[list[int]], list[float]], to_beat: list[float]) -> list[int | None]:
+    """Each blank's candidate of highest value, or None where none beats `to_beat[b]`.
+
+    Candidate c fills blank `blank[c]`; `value(cs)` computes the values of candidates `cs`,
+    and `bound[c]` is an upper bound of c's. Each blank's candidates are valued CHUNK at a
+    time, highest bound first, until no bound left beats the best value found (less SLACK).
+    """
+    best = list(to_beat)
+    queue: list[list[int]] = [[] for _ in best]  # each blank's candidates, highest bound first
+    for c in sorted(range(len(bound)), key=lambda c: -bound[c]):
+        queue[blank[c]].append(c)
+    chosen: list[int | None] = [None] * len(best)
     while True:
         take = []
-        for b in range(n):
+        for b in range(len(best)):
             ahead, queue[b] = queue[b][:CHUNK], queue[b][CHUNK:]
-            hopeful = [c for c in ahead if bound[c] >= best_value[b] - SLACK]
+            hopeful = [c for c in ahead if bound[c] >= best[b] - SLACK]
             if len(hopeful) < len(ahead):  # the rest have lower bounds still
                 queue[b] = []
             take += hopeful
         if not take:
-            return chosen, torch.tensor(best_score)
-        for d in (0, 1):
-            mine = [c for c in take if where[c][0] == d]
-            if not mine:
-                continue
-            for c, score in zip(mine, scores(sides, d, found[d], [where[c][1] for c in mine]).tolist()):
-                value = score + bonus * len(fills[c])
-                if value > best_value[blank[c]]:
-                    best_value[blank[c]], best_score[blank[c]], chosen[blank[c]] = value, score, fills[c]
+            return chosen
+        for c, v in zip(take, value(take)):
+            if v > best[blank[c]]:
+                best[blank[c]], chosen[blank[c]] = v, c

@@ -10,8 +10,9 @@ the same interface over reversed sentences, so every search is written once, lef
 right, and runs right to left on the `mirrored` blanks with the two models swapped.
 
 On it: `advance` reads ragged token sequences, `log_prob` and `bidirectional` score whole
-sentences from <start>, and `side` + `complete` give the same S(Y) for a search's
-hypotheses from where the two captioners already stand, reading only what is left.
+sentences from <start>, and `side` + `complete` (a search's hypotheses) or `read_on` (any
+fills) give the same S(Y) from where the two captioners already stand, reading only what
+is left.
 
 A blank is filled with real words only (ids from `FIRST_WORD` on), never with <pad>,
 <start>, <end> or <unk>: a fill of "<unk>" would tell a reader nothing.
@@ -176,6 +177,13 @@ def other_way(this: Side, other: Side, blank: Tensor, fills: list[list[int]]) ->
     ahead = [fill[::-1] + this.blanks.left[n][::-1] for fill, n in zip(fills, blank.tolist())]
     _, log_probs, rest = advance(other.models.forward, select(other.state, blank), other.log_probs[blank], ahead)
     return other.context[blank] + rest + log_probs[:, END_ID]
+
+
+def read_on(sides: tuple[Side, Side], blank: Tensor, fills: list[list[int]]) -> Tensor:
+    """S(Y) of each fill (left to right) of blank `blank[i]`, each captioner of `both_ways`
+    reading on from the context it has read: the forward one the fill, the words after and
+    <end>; the backward one the fill, the words before and <end>, backwards: (R,)."""
+    return other_way(sides[1], sides[0], blank, [fill[::-1] for fill in fills]) + other_way(sides[0], sides[1], blank, fills)
 
 
 Scorer = Callable[[Tensor, Sequence[Sequence[int]]], Tensor]
