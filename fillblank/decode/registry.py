@@ -16,6 +16,7 @@ run like the built-ins (`examples/sample_rerank.py` is one, README "Add your own
 
 import importlib
 import importlib.util
+import inspect
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -90,7 +91,14 @@ def methods() -> dict[str, Entry]:
         importlib.import_module(f"fillblank.decode.{module.name}")
     for path in sorted(USER_METHODS.glob("*.py")) if USER_METHODS.is_dir() else []:
         load(path)
-    return REGISTRY
+    return dict(sorted(REGISTRY.items(), key=lambda item: declared(item[1].fill)))
+
+
+def declared(function: Method) -> tuple[bool, str, int]:
+    """Where a method is declared, the order of `methods()`: the built-ins first, module by
+    module, line by line; then the user's files. (Not the order in which modules happened
+    to be imported: a test or a user's file may import one before the others.)"""
+    return not function.__module__.startswith("fillblank."), function.__module__, inspect.unwrap(function).__code__.co_firstlineno
 
 
 def load(path: Path) -> None:
