@@ -84,9 +84,9 @@ def test_infill_rerank_finds_the_pool_s_best_by_s_y_plus_the_infiller_s_log_prob
     p = fill_params(beam=4, max_length=8, m_best=2, length_bonus=bonus)  # pools wider than a CHUNK
     fills = infill_rerank(models, BLANKS, length, p)
 
-    ends = searched(models.infiller, BLANKS, length, p)
+    found, _ = searched(models.infiller, BLANKS, length, p)
     for n, ranked in enumerate(mbest(models, BLANKS, length, p)):
-        pool = [fill for beam in ends for fill in beam.tokens[n].tolist()] + [fill for fill, _ in ranked]
+        pool = found[n] + [fill for fill, _ in ranked]
         sentences = [BLANKS.left[n] + fill + BLANKS.right[n] for fill in pool]
         s_y = bidirectional(models, BLANKS.features[[n] * len(pool)], sentences)  # from <start>
         infiller = torch.stack([infilling.log_prob(models.infiller, BLANKS, [n], [fill], length)[0] for fill in pool])

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from fillblank.data.text import END_ID, PAD_ID
-from fillblank.decode.beam import Beam, sweep
+from fillblank.decode.beam import sweep
 from fillblank.decode.bibs import mbest
 from fillblank.decode.registry import register
 from fillblank.decode.rescore import best_first
@@ -31,12 +31,8 @@ from fillblank.params import Fill
           description="the context encoder for captions: a Transformer trained to fill blanks, by beam search")
 @torch.inference_mode()
 def infill(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
-    n = len(blanks)
-    ends = searched(infiller(models), blanks, length, p)
-    complete = torch.stack([beam.score + beam.log_probs.view(n, p.beam, -1)[:, :, END_ID] for beam in ends], 1)  # shape: (N, L, B)
-    best = complete.view(n, -1).argmax(1)  # shape: (N,)
-    which, rank = (best // p.beam).tolist(), (best % p.beam).tolist()
-    return [ends[w].tokens[i, r].tolist() for i, (w, r) in enumerate(zip(which, rank))]
+    fills, log_probs = searched(infiller(models), blanks, length, p)
+    return [mine[i] for mine, i in zip(fills, log_probs.argmax(1).tolist())]
 
 
 def infiller(models: Models) -> Infiller:
@@ -45,13 +41,17 @@ def infiller(models: Models) -> Infiller:
     return models.infiller
 
 
-def searched(model: Infiller, blanks: Blanks, length: int | None, p: Fill) -> list[Beam]:
-    """The beams of the fills the infiller may end with: of `length` words, or of every length up to `p.max_length`."""
-    device = blanks.features.device
+def searched(model: Infiller, blanks: Blanks, length: int | None, p: Fill) -> tuple[list[list[list[int]]], Tensor]:
+    """Each blank's hypotheses that the infiller may end with, of `length` words or of every
+    length up to `p.max_length` (beam by beam), and its log-prob of each followed by <end>: (N, H)."""
+    n, device = len(blanks), blanks.features.device
     context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)]).to(device)  # shape: (N, S)
-    state, log_probs = model.begin(blanks.features, context, torch.full((len(blanks),), length or 0, device=device))
+    state, log_probs = model.begin(blanks.features, context, torch.full((n,), length or 0, device=device))
     beams = sweep(model, state, log_probs, length or p.max_length, p.beam)
-    return [beams[length]] if length else beams[1:]
+    ends = [beams[length]] if length else beams[1:]
+    fills = [[fill for beam in ends for fill in beam.tokens[b].tolist()] for b in range(n)]
+    ended = torch.stack([beam.score + beam.log_probs.view(n, p.beam, -1)[:, :, END_ID] for beam in ends], 1)  # shape: (N, L, B)
+    return fills, ended.view(n, -1)
 
 
 @register("infill_rerank", role="infiller",
@@ -71,9 +71,7 @@ def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     that bound rules out (`rescore.best_first`). The answer is the pool's best, as
     scoring every fill would give, up to ties in float rounding."""
     model, n = infiller(models), len(blanks)
-    ends = searched(model, blanks, length, p)
-    found = [[fill for beam in ends for fill in beam.tokens[b].tolist()] for b in range(n)]
-    found_lp = torch.stack([beam.score + beam.log_probs.view(n, p.beam, -1)[:, :, END_ID] for beam in ends], 1).view(n, -1)  # shape: (N, L * B), as infill ranks them
+    found, found_lp = searched(model, blanks, length, p)
     of_bibs = [[fill for fill, _ in ranked] for ranked in mbest(models, blanks, length, p)]
     bibs_rows = [b for b, fills in enumerate(of_bibs) for _ in fills]
     bibs_lp = log_prob(model, blanks, bibs_rows, [fill for fills in of_bibs for fill in fills], length).split([len(fills) for fills in of_bibs])
