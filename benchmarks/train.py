@@ -36,8 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 import torch
 import torch.nn.functional as F

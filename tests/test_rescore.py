@@ -7,8 +7,7 @@ from functools import partial
 import pytest
 import torch
 
-from fillblank.decode import rescore
-from fillblank.decode import infilling
+from fillblank.decode import infilling, rescore
 from fillblank.decode.baselines import beam_search, one_way, pool
 from fillblank.decode.bibs import mbest
 from fillblank.decode.infilling import infill_rerank, searched
