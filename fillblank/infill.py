@@ -84,10 +84,9 @@ class Infiller(nn.Module):
                                           memory_key_padding_mask=pad)  # shape: (N, T, width)
         return self.out(hidden).log_softmax(-1)
 
-    def begin(self, features: Tensor, context: Tensor, lengths: Tensor) -> tuple[State, Tensor]:
+    def begin(self, memory: Tensor, pad: Tensor, lengths: Tensor) -> tuple[State, Tensor]:
         """The decoding state after the length token (`lengths` (N,): k, or 0 for unknown) and
-        the log-probs (N, V) of the fill's first word."""
-        memory, pad = self.encode(features, context)
+        the log-probs (N, V) of the fill's first word, for the `encode`d `memory` and `pad`."""
         prefix = lengths.clamp(max=LENGTHS)[:, None]  # shape: (N, 1)
         return (memory, pad, prefix), self.decode(memory, pad, prefix)[:, -1]
 

@@ -48,9 +48,9 @@ def tiny(vocab_size: int = 9, feature_dim: int = 4) -> Infiller:
 def test_one_step_at_a_time_agrees_with_the_whole_prefix_at_once():
     model = tiny()
     features, context = torch.randn(2, 4), padded([[4, 5, model.blank, 6], [7, model.blank, 8]])  # shape: (2, 4)
-    state, first = model.begin(features, context, torch.tensor([2, 0]))
-    second, state = model.step(torch.tensor([5, 6]), state)
     memory, pad = model.encode(features, context)
+    state, first = model.begin(memory, pad, torch.tensor([2, 0]))
+    second, state = model.step(torch.tensor([5, 6]), state)
     whole = model.decode(memory, pad, torch.tensor([[2, 5], [0, 6]]))  # shape: (2, 2, V)
     assert whole.shape == (2, 2, 9) and (whole <= 0).all()
     assert torch.allclose(whole[:, 0], first, atol=1e-5) and torch.allclose(whole[:, 1], second, atol=1e-5)
@@ -59,8 +59,8 @@ def test_one_step_at_a_time_agrees_with_the_whole_prefix_at_once():
 def test_padding_in_the_context_changes_nothing():
     model = tiny()
     features = torch.randn(1, 4)
-    alone = model.begin(features, padded([[4, model.blank, 5]]), torch.tensor([1]))[1]
-    beside_longer = model.begin(features.repeat(2, 1), padded([[4, model.blank, 5], [4, 5, 6, 7, model.blank, 8]]), torch.tensor([1, 1]))[1]
+    alone = model.begin(*model.encode(features, padded([[4, model.blank, 5]])), torch.tensor([1]))[1]
+    beside_longer = model.begin(*model.encode(features.repeat(2, 1), padded([[4, model.blank, 5], [4, 5, 6, 7, model.blank, 8]])), torch.tensor([1, 1]))[1]
     assert torch.allclose(alone[0], beside_longer[0], atol=1e-5)
 
 

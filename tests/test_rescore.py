@@ -10,7 +10,7 @@ import torch
 from fillblank.decode import infilling, rescore
 from fillblank.decode.baselines import beam_search, one_way, pool
 from fillblank.decode.bibs import mbest
-from fillblank.decode.infilling import infill_rerank, searched
+from fillblank.decode.infilling import encoded, infill_rerank, searched
 from fillblank.decode.step import Blanks, Models, best, bidirectional, log_prob, side
 from toy_models import fill_params, one_thread, random_models  # noqa: F401
 
@@ -83,11 +83,12 @@ def test_infill_rerank_finds_the_pool_s_best_by_s_y_plus_the_infiller_s_log_prob
     p = fill_params(beam=4, max_length=8, m_best=2, length_bonus=bonus)  # pools wider than a CHUNK
     fills = infill_rerank(models, BLANKS, length, p)
 
-    found, _ = searched(models.infiller, BLANKS, length, p)
+    context = encoded(models.infiller, BLANKS)
+    found, _ = searched(models.infiller, context, length, p)
     for n, ranked in enumerate(mbest(models, BLANKS, length, p)):
         pool = found[n] + [fill for fill, _ in ranked]
         sentences = [BLANKS.left[n] + fill + BLANKS.right[n] for fill in pool]
         s_y = bidirectional(models, BLANKS.features[[n] * len(pool)], sentences)  # from <start>
-        infiller = torch.stack([infilling.log_prob(models.infiller, BLANKS, [n], [fill], length)[0] for fill in pool])
+        infiller = torch.stack([infilling.log_prob(models.infiller, context, [n], [fill], length)[0] for fill in pool])
         words = torch.tensor([len(fill) for fill in pool], dtype=torch.float32)
         assert fills[n] == pool[int((s_y + infiller + (bonus if length is None else 0.0) * words).argmax())]

@@ -31,7 +31,8 @@ from fillblank.params import Fill
           description="the context encoder for captions: a Transformer trained to fill blanks, by beam search")
 @torch.inference_mode()
 def infill(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
-    fills, log_probs = searched(infiller(models), blanks, length, p)
+    model = infiller(models)
+    fills, log_probs = searched(model, encoded(model, blanks), length, p)
     return [mine[i] for mine, i in zip(fills, log_probs.argmax(1).tolist())]
 
 
@@ -41,12 +42,20 @@ def infiller(models: Models) -> Infiller:
     return models.infiller
 
 
-def searched(model: Infiller, blanks: Blanks, length: int | None, p: Fill) -> tuple[list[list[list[int]]], Tensor]:
+def encoded(model: Infiller, blanks: Blanks) -> tuple[Tensor, Tensor]:
+    """Each blank's image and words on both sides, read once by the infiller's encoder: the
+    memory (N, I + S, width) and its padding mask (N, I + S)."""
+    context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)])  # shape: (N, S)
+    return model.encode(blanks.features, context.to(blanks.features.device))
+
+
+def searched(model: Infiller, context: tuple[Tensor, Tensor], length: int | None, p: Fill) -> tuple[list[list[list[int]]], Tensor]:
     """Each blank's hypotheses that the infiller may end with, of `length` words or of every
-    length up to `p.max_length` (beam by beam), and its log-prob of each followed by <end>: (N, H)."""
-    n, device = len(blanks), blanks.features.device
-    context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)]).to(device)  # shape: (N, S)
-    state, log_probs = model.begin(blanks.features, context, torch.full((n,), length or 0, device=device))
+    length up to `p.max_length` (beam by beam), and its log-prob of each followed by <end>:
+    (N, H). `context` is the blanks' `encoded` context."""
+    memory, pad = context
+    n, device = memory.shape[0], memory.device
+    state, log_probs = model.begin(memory, pad, torch.full((n,), length or 0, device=device))
     beams = sweep(model, state, log_probs, length or p.max_length, p.beam)
     ends = [beams[length]] if length else beams[1:]
     fills = [[fill for beam in ends for fill in beam.tokens[b].tolist()] for b in range(n)]
@@ -71,10 +80,11 @@ def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     that bound rules out (`rescore.best_first`). The answer is the pool's best, as
     scoring every fill would give, up to ties in float rounding."""
     model, n = infiller(models), len(blanks)
-    found, found_lp = searched(model, blanks, length, p)
+    context = encoded(model, blanks)
+    found, found_lp = searched(model, context, length, p)
     of_bibs = [[fill for fill, _ in ranked] for ranked in mbest(models, blanks, length, p)]
     bibs_rows = [b for b, fills in enumerate(of_bibs) for _ in fills]
-    bibs_lp = log_prob(model, blanks, bibs_rows, [fill for fills in of_bibs for fill in fills], length).split([len(fills) for fills in of_bibs])
+    bibs_lp = log_prob(model, context, bibs_rows, [fill for fills in of_bibs for fill in fills], length).split([len(fills) for fills in of_bibs])
     rows = [b for b in range(n) for _ in range(len(found[b]) + len(of_bibs[b]))]
     flat = [fill for b in range(n) for fill in found[b] + of_bibs[b]]
     bonus = p.length_bonus if length is None else 0.0  # the length rule (length.py)
@@ -92,11 +102,11 @@ def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     return [flat[c] for c in chosen]
 
 
-def log_prob(model: Infiller, blanks: Blanks, rows: list[int], fills: list[list[int]], length: int | None) -> Tensor:
-    """The infiller's log P(fill, <end> | image, left, right) of each fill, fill i of blank `rows[i]`: (R,)."""
-    device = blanks.features.device
-    context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)]).to(device)  # shape: (N, S)
-    memory, pad = model.encode(blanks.features, context)  # each blank's context read once
+def log_prob(model: Infiller, context: tuple[Tensor, Tensor], rows: list[int], fills: list[list[int]], length: int | None) -> Tensor:
+    """The infiller's log P(fill, <end> | image, left, right) of each fill, fill i of the
+    blank in row `rows[i]` of `context` (`encoded`): (R,)."""
+    memory, pad = context
+    device = memory.device
     at = torch.tensor(rows, device=device)  # shape: (R,)
     prefix = padded([[length or 0, *fill] for fill in fills]).to(device)  # shape: (R, T)
     targets = padded([[*fill, END_ID] for fill in fills]).to(device)  # shape: (R, T)
