@@ -1,5 +1,6 @@
 """The method registry: one declaration per method, built-in or from the project's methods/ folder."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, run_stage, write_params
 from fillblank import params
 from fillblank.decode import registry
 from fillblank.errors import UserError
@@ -55,3 +56,29 @@ def test_an_undeclared_method_in_params_is_one_line_naming_the_methods(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
     with pytest.raises(UserError, match=r"'fill.methods': no method 'bibz'; the methods are forward, backward, .* \(user methods go in methods/\*\.py\)$"):
         params.load(tmp_path / "params.yaml")
+
+
+def test_stage_code_records_each_methods_code_so_a_new_users_method_leaves_the_built_ins_alone(tmp_path):
+    """fill@<dataset>-<method> depends on data/code/<method>.json (dvc.yaml): a file added to
+    methods/ changes the users' methods' records only; an edit to fillblank/decode, every one."""
+    (tmp_path / "methods").mkdir()
+    shutil.copy(REPO / "examples/sample_rerank.py", tmp_path / "methods")
+    write_params(tmp_path, {"fill": {"methods": ["forward", "bibs", "sample_rerank"]}})
+
+    def records() -> dict[str, bytes]:
+        result = run_stage("code", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return {path.stem: path.read_bytes() for path in (tmp_path / "data/code").glob("*.json")}
+
+    before = records()
+    assert set(before) == {"forward", "bibs", "sample_rerank"}
+    assert "decode/bibs.py" in json.loads(before["forward"])["files"]
+    assert "methods/sample_rerank.py" in json.loads(before["sample_rerank"])["files"]
+    assert records() == before  # nothing changed, the same bytes: DVC re-runs no fill
+
+    (tmp_path / "methods/helpers.py").write_text("SAMPLES = 8\n")
+    after = records()
+    assert after["forward"] == before["forward"] and after["bibs"] == before["bibs"]
+    assert after["sample_rerank"] != before["sample_rerank"]
+    package = {f"decode/{path.name}" for path in (REPO / "fillblank/decode").glob("*.py")}
+    assert all(package <= json.loads(record)["files"].keys() for record in after.values())  # an edit there: every one

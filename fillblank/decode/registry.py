@@ -12,6 +12,8 @@ ordering rule and the plots read it from `methods()`. (The pattern is AllenNLP's
 A method may live outside the package: every `*.py` file in the project's `methods/`
 folder is imported before the registry is read, and its `@register` lines add methods that
 run like the built-ins (`examples/sample_rerank.py` is one, README "Add your own method").
+`sources` names the files a method's code comes from, which stage `code` records so that
+a fill stage re-runs when its own method's code changes, not when another's does.
 """
 
 import importlib
@@ -99,6 +101,15 @@ def declared(function: Method) -> tuple[bool, str, int]:
     module, line by line; then the user's files. (Not the order in which modules happened
     to be imported: a test or a user's file may import one before the others.)"""
     return not function.__module__.startswith("fillblank."), function.__module__, inspect.unwrap(function).__code__.co_firstlineno
+
+
+def sources(name: str) -> list[Path]:
+    """The files method `name`'s code may come from: every module of this package (the
+    built-ins share beam search, scoring and steps), and for a user's method every file of
+    `methods/` too (one may import another). Stage `code` hashes them."""
+    package = sorted(Path(__file__).parent.glob("*.py"))
+    users = declared(methods()[name].fill)[0]
+    return package + (sorted(USER_METHODS.glob("*.py")) if users else [])
 
 
 def load(path: Path) -> None:
