@@ -4,7 +4,7 @@ table, or by brute force over a tiny vocabulary."""
 import pytest
 import torch
 
-from fillblank.data.text import SPECIALS
+from fillblank.data.text import END_ID, SPECIALS
 from fillblank.decode import fill
 from fillblank.decode.registry import methods
 from fillblank.decode.baselines import beam_search
@@ -207,6 +207,22 @@ def test_a_batch_of_blanks_decodes_as_each_blank_alone():
     every = p.model_copy(update={"m_best": 100})  # all that BiBS scored, not just the winner
     fills = lambda found: [[fill for fill, _ in ranked] for ranked in found]
     assert fills(mbest(models, blanks, 3, every)) == [fills(mbest(models, blanks.take([n]), 3, every))[0] for n in range(len(blanks))]
+
+
+def test_advance_reads_sequences_of_any_length_as_each_alone():
+    # It reads the longest first and steps only the rows still going on: each row must
+    # come out where it would reading alone, in the order given, the empty one untouched.
+    model = random_models(vocab=10, seed=3).forward
+    sequences = [[4, 5], [], [6, 7, 8, 9, 4], [5], [9, 8, 7]]
+    features = torch.randn(len(sequences), 3, generator=torch.Generator().manual_seed(3))
+    state, log_probs = start(model, features)
+    (h, c, _), after, total = advance(model, state, log_probs, sequences)
+    for n, sequence in enumerate(sequences):
+        one = start(model, features[n : n + 1])
+        (h1, c1, _), after1, total1 = advance(model, *one, [sequence])
+        torch.testing.assert_close((h[n], c[n], after[n], total[n]), (h1[0], c1[0], after1[0], total1[0]))
+        assert float(total[n] + after[n, END_ID]) == pytest.approx(log_prob(model, features[n], sequence), abs=1e-5)
+    torch.testing.assert_close((h[1], after[1]), (state[0][1], log_probs[1]))
 
 
 def test_bibs_unknown_chooses_the_length_of_the_best_sentence():

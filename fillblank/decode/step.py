@@ -89,29 +89,28 @@ def advance(model: Model, state: State, log_probs: Tensor, sequences: Sequence[S
 
     `log_probs` (N, V) is the distribution of each row's next token. Returns the state after
     each row's last token, the distribution of the token after it, and the summed log-prob
-    of the tokens read (N,). A row whose sequence is over keeps its state while longer
-    ones go on.
+    of the tokens read (N,). The rows are read longest first, and each step computes only
+    those whose sequence goes on, as packed sequences are: no step is spent on padding.
     """
     n, device = log_probs.shape[0], log_probs.device
-    lengths = torch.tensor([len(s) for s in sequences], device=device)  # shape: (N,)
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)  # shape: (N,)
+    order = torch.argsort(lengths, descending=True, stable=True)  # shape: (N,)
     width = int(lengths.max()) if n else 0
-    padded = [list(s) + [PAD_ID] * (width - len(s)) for s in sequences]
-    tokens = torch.tensor(padded, dtype=torch.long, device=device).view(n, width)  # shape: (N, T)
+    padded = [list(sequences[i]) + [PAD_ID] * (width - len(sequences[i])) for i in order.tolist()]
+    tokens = torch.tensor(padded, dtype=torch.long, device=device).view(n, width)  # shape: (N, T), longest first
+    going = (lengths[order][None, :] > torch.arange(width)[:, None]).sum(1).tolist()  # rows still reading at each step
+    order = order.to(device)
+    state, log_probs = select(state, order), log_probs.index_select(0, order)  # copies, written in place below
     total = log_probs.new_zeros(n)  # shape: (N,)
-    for t in range(width):
-        active = t < lengths  # shape: (N,)
-        token = tokens[:, t]  # shape: (N,)
-        total += torch.where(active, log_probs.gather(1, token[:, None])[:, 0], 0.0)  # shape: (N,)
-        new_log_probs, new_state = model.step(token, state)
-        if bool(active.all()):
-            log_probs, state = new_log_probs, new_state
-            continue
-        log_probs = torch.where(active[:, None], new_log_probs, log_probs)  # shape: (N, V)
-        state = tuple(
-            torch.where(active.view(-1, *[1] * (old.dim() - 1)), new, old)  # shape: (N, ...)
-            for old, new in zip(state, new_state)
-        )
-    return state, log_probs, total
+    for t, a in enumerate(going):
+        token = tokens[:a, t]  # shape: (a,)
+        total[:a] += log_probs[:a].gather(1, token[:, None])[:, 0]
+        new_log_probs, new_state = model.step(token, tuple(tensor[:a] for tensor in state))
+        log_probs[:a] = new_log_probs
+        for old, new in zip(state, new_state):
+            old[:a] = new
+    back = torch.argsort(order)  # shape: (N,)
+    return select(state, back), log_probs.index_select(0, back), total.index_select(0, back)
 
 
 def log_prob(model: Model, features: Tensor, sentences: Sequence[Sequence[int]]) -> Tensor:
