@@ -6,9 +6,9 @@ measured in this one run.
     python benchmarks/rescore.py [--sentences 2048] [--batch 256] [--threads 2] [--repeats 3]
 
 The training side runs `nn.LSTM` over a whole padded batch at once and the output layer on
-the real tokens only, as `fillblank.train.Loss` does; `log_prob` steps the LSTM cell one token at a time (a decoder
-must, to branch) and, since 2026-12-01, computes each step for the sentences still going
-on only (`step.advance`). Tokens are the words and <end>, padding excluded. The captioner
+the real tokens only, as `fillblank.train.Loss` does; `log_prob` steps the LSTM cell one
+token at a time (a decoder must, to branch) and, since 2026-12-01, computes each step for
+the sentences still going on only (`step.advance`). Tokens are the words and <end>, padding excluded. The captioner
 is of Flickr8k size (hidden 512, embed 512, vocabulary 2,500, features 1,280), with random
 weights; sentence lengths are those of ../shared/data/flickr8k-dev when it is there (mean
 10.8 words, up to 36), else 8 to 16 words uniformly.
