@@ -209,6 +209,7 @@ def test_a_batch_of_blanks_decodes_as_each_blank_alone():
     assert fills(mbest(models, blanks, 3, every)) == [fills(mbest(models, blanks.take([n]), 3, every))[0] for n in range(len(blanks))]
 
 
+@torch.inference_mode()  # as the decoders call it
 def test_advance_reads_sequences_of_any_length_as_each_alone():
     # It reads the longest first and steps only the rows still going on: each row must
     # come out where it would reading alone, in the order given, the empty one untouched.
