@@ -24,6 +24,8 @@ import argparse
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from tqdm import tqdm
 
@@ -47,8 +49,10 @@ def validation_scores(dataset: str) -> dict[str, torch.Tensor]:
     vocab = Vocab.load(prepared / "vocab.json")
     models = load_models(Path("data/models") / dataset, vocab)
     captions = tables.read(prepared / "captions.parquet", ["image_id", "split", "sentence_id", "tokens"], made_by="prepare")
+    features_path = Path("data/features") / f"{dataset}.h5"
+    captions = captions.filter(pc.is_in(captions["image_id"], pa.array(image_features.stored_ids(features_path))))  # not skipped images
     val = blanks.table(captions, settings.blanks.ratios, split="val")
-    features = image_features.read(Path("data/features") / f"{dataset}.h5", val["image_id"].to_numpy())
+    features = image_features.read(features_path, val["image_id"].to_numpy())
     left, blank, right = (val[name].to_pylist() for name in ("left", "blank", "right"))
     every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
     batch = settings.fill.batch
