@@ -37,7 +37,6 @@ from fillblank.decode import length
 from fillblank.decode.step import Blanks
 from fillblank.model import load_models
 
-RATIOS = (0.25, 0.5, 0.75)
 TEMPERATURES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 BONUSES = [step / 4 for step in range(17)]  # 0 to 4 nats per word
 
@@ -98,12 +97,13 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(args.project)
     d = validation_scores(args.dataset)
+    ratios = params_module.load().blanks.ratios  # as the blanks were cut
     halves = d["image"] % 2 == 0
     errors: dict[str, list[list[float]]] = {}
     for fit in (halves, ~halves):
         for name, chosen in rules(d, fit).items():
-            errors.setdefault(name, []).append([float((chosen - d["true"])[~fit & (d["ratio"] == r)].abs().double().mean()) for r in RATIOS])
-    print(f"{len(d['true'])} validation blanks; mean length error on the held-out half, ratios {', '.join(map(str, RATIOS))}:")
+            errors.setdefault(name, []).append([float((chosen - d["true"])[~fit & (d["ratio"] == r)].abs().double().mean()) for r in ratios])
+    print(f"{len(d['true'])} validation blanks; mean length error on the held-out half, ratios {', '.join(map(str, ratios))}:")
     for name, both in errors.items():
         by_ratio = torch.tensor(both).mean(0)
         print(f"  {name:17s} " + "  ".join(f"{e:.2f}" for e in by_ratio) + f"   (all: {float(by_ratio.mean()):.2f})")
