@@ -52,7 +52,6 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from torchvision import models, transforms
 from tqdm import tqdm
 
 from fillblank import images
@@ -89,6 +88,7 @@ def backbone(name: str, weights: str) -> Backbone:
 
 def _lite(name: str, weights: str) -> Backbone:
     from efficientnet_lite_pytorch import EfficientNet
+    from torchvision import transforms
 
     if weights not in ("IMAGENET1K", "none"):
         raise UserError(f"features.weights: {name} has weights IMAGENET1K or none, not {weights!r}")
@@ -128,6 +128,7 @@ class _Pooled(nn.Module):
 
 
 def _torchvision(name: str, weights: str) -> Backbone:
+    from torchvision import models
     if name not in models.list_models(module=models):
         raise UserError(
             f"features.backbone: unknown backbone {name!r} (efficientnet_lite0/1/2, or a torchvision "
