@@ -14,7 +14,7 @@ SETTINGS = ("known", "unknown")
 RATIOS = ("0.25", "0.5", "0.75")
 
 
-@pytest.mark.slow  # about 8 minutes on two cores, half of it image features
+@pytest.mark.slow  # about 9 minutes on two cores, a third of it image features
 @pytest.mark.skipif(not SHARED_FLICKR8K.is_dir(), reason="needs ../shared/data/flickr8k-dev")
 def test_the_pipeline_runs_on_real_flickr8k_and_orders_the_methods_sanely(tmp_path):
     params = yaml.safe_load((REPO / ".ci/flickr8k-dev.yaml").read_text())
