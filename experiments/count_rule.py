@@ -28,12 +28,12 @@ from fillblank.decode.step import Blanks
 from fillblank.evaluate import evaluate, read_results
 from fillblank.model import load_models
 from fillblank.params import Fill
-from length_rules import validation_blanks  # the sibling script (this folder is on sys.path)
 
 
 def count_medians(dataset: str, p: Fill) -> dict[int, int]:
     """The median removed length (at most `p.max_length`) by visible word count, over the tuning blanks."""
-    val = validation_blanks(dataset, p.tune_images).to_pandas()
+    ratios = params_module.load().blanks.ratios
+    val = length.validation_blanks(Path("data/prepared") / dataset, Path("data/features") / f"{dataset}.h5", ratios, p.tune_images).to_pandas()
     visible = val["left"].map(len) + val["right"].map(len)
     removed = val["blank"].map(len).clip(upper=p.max_length)
     return {int(v): int(m) for v, m in removed.groupby(visible).median().items()}

@@ -24,12 +24,9 @@ import argparse
 import os
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from tqdm import tqdm
 
-from fillblank import blanks, tables
 from fillblank import features as image_features
 from fillblank import params as params_module
 from fillblank.data.text import Vocab
@@ -41,21 +38,12 @@ TEMPERATURES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 BONUSES = [step / 4 for step in range(17)]  # 0 to 4 nats per word
 
 
-def validation_blanks(dataset: str, images: int | None = None) -> pa.Table:
-    """The blank set of the captions of the first `images` (None: all) validation images with
-    features, cut at every ratio of `blanks.ratios`, as stage length cuts them."""
-    captions = tables.read(Path("data/prepared") / dataset / "captions.parquet", ["image_id", "split", "sentence_id", "tokens"], made_by="prepare")
-    stored = image_features.stored_ids(Path("data/features") / f"{dataset}.h5")
-    captions = captions.filter(pc.is_in(captions["image_id"], pa.array(stored)))  # not skipped images
-    return blanks.table(captions, params_module.load().blanks.ratios, images, split="val")
-
-
 def validation_scores(dataset: str) -> dict[str, torch.Tensor]:
     """Each validation blank's best S(Y) at every length (N, T), its true and visible word counts, ratio and image."""
     settings = params_module.load()
     vocab = Vocab.load(Path("data/prepared") / dataset / "vocab.json")
     models = load_models(Path("data/models") / dataset, vocab)
-    val = validation_blanks(dataset)
+    val = length.validation_blanks(Path("data/prepared") / dataset, Path("data/features") / f"{dataset}.h5", settings.blanks.ratios, None)
     features = image_features.read(Path("data/features") / f"{dataset}.h5", val["image_id"].to_numpy())
     left, blank, right = (val[name].to_pylist() for name in ("left", "blank", "right"))
     every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])

@@ -77,6 +77,8 @@ class Backbone:
 
 def backbone(name: str, weights: str) -> Backbone:
     """The feature extractor `name` with `weights`; a bad name or weight set is a `UserError`."""
+    # torchvision is imported by the builders, not with this module: every stage that reads
+    # features.h5 imports it, and torchvision alone took 2 s of such a stage's start.
     make = _lite if name in LITE_SIZES else _torchvision
     torch.manual_seed(0)  # `weights: none` gives the same random network every run
     net = make(name, weights)
@@ -129,6 +131,7 @@ class _Pooled(nn.Module):
 
 def _torchvision(name: str, weights: str) -> Backbone:
     from torchvision import models
+
     if name not in models.list_models(module=models):
         raise UserError(
             f"features.backbone: unknown backbone {name!r} (efficientnet_lite0/1/2, or a torchvision "

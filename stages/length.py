@@ -2,8 +2,8 @@
 
 Reads the captioners data/models/<dataset>/{forward,backward}.pt, the vocabulary and
 captions of data/prepared/<dataset>/, and the image features data/features/<dataset>.h5.
-Blanks the captions of the first `fill.tune_images` validation images that have features
-(the features stage skips unreadable ones) at every ratio of `blanks.ratios`, as the test blanks are cut, finds each blank's best fill of every length
+Blanks the captions of the first `fill.tune_images` validation images at every ratio of
+`blanks.ratios` (`length.validation_blanks`), finds each blank's best fill of every length
 1 .. `fill.max_length`, and writes to data/length/<dataset>.json the bonus per word with
 which S(Y) + bonus x length picks lengths nearest the true ones
 (fillblank/decode/length.py), with the mean length error of every bonus tried.
@@ -13,12 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from tqdm import tqdm
 
-from fillblank import blanks, tables
 from fillblank import features as image_features
 from fillblank import params as params_module
 from fillblank.atomic import write_text
@@ -48,9 +45,7 @@ def main() -> None:
     vocab = Vocab.load(prepared / "vocab.json")
     models = load_models(args.models or Path("data/models") / args.dataset, vocab)
     features_path = args.features or Path("data/features") / f"{args.dataset}.h5"
-    captions = tables.read(prepared / "captions.parquet", ["image_id", "split", "sentence_id", "tokens"], made_by="prepare")
-    captions = captions.filter(pc.is_in(captions["image_id"], pa.array(image_features.stored_ids(features_path))))  # not skipped images
-    val = blanks.table(captions, settings.blanks.ratios, p.tune_images, split="val")
+    val = length.validation_blanks(prepared, features_path, settings.blanks.ratios, p.tune_images)
     if val.num_rows == 0:
         raise UserError(f"{prepared / 'captions.parquet'}: no validation captions of images with features to tune the length rule on; "
                         "give fill.length_bonus a number instead of tuned")

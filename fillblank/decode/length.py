@@ -16,10 +16,15 @@ and the oracle `exact`, which proves the fill of highest S(Y), do not use it.
 """
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
+from fillblank import blanks as blank_sets
+from fillblank import features, tables
 from fillblank.decode import rescore
 from fillblank.decode.baselines import beam_search
 from fillblank.decode.step import Blanks, Models, both_ways
@@ -40,6 +45,15 @@ def resolved(p: Fill, tuned: Path) -> Fill:
     if not tuned.is_file():
         raise UserError(f"{tuned}: no such file; fill.length_bonus is tuned, so run `dvc repro length` first (or give it a number)")
     return p.model_copy(update={"length_bonus": float(json.loads(tuned.read_text(encoding="utf-8"))["length_bonus"])})
+
+
+def validation_blanks(prepared: Path, features_path: Path, ratios: Sequence[float], images: int | None) -> pa.Table:
+    """The blanks the rule is tuned on: the captions (`prepared`/captions.parquet) of the
+    first `images` (None: all) validation images that have features (the features stage
+    skips unreadable ones), cut at every ratio as the test blanks are."""
+    captions = tables.read(prepared / "captions.parquet", ["image_id", "split", "sentence_id", "tokens"], made_by="prepare")
+    captions = captions.filter(pc.is_in(captions["image_id"], pa.array(features.stored_ids(features_path))))
+    return blank_sets.table(captions, ratios, images, split="val")
 
 
 @torch.inference_mode()
