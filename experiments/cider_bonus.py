@@ -33,7 +33,6 @@ from fillblank.evaluate import evaluate, read_results, score
 from fillblank.model import load_models
 
 METHODS = ("bibs", "bibs_unknown")
-BONUSES = length.GRID[:21]  # 0 to 5 nats per word: beyond, the fills only get longer
 
 
 def main() -> None:
@@ -72,7 +71,7 @@ def main() -> None:
     def runs(fills: list[list[str]], name) -> dict:
         return {(name, r): {i: " ".join(left[i] + fills[i] + right[i]) for i in index} for r, index in at_ratio.items()}
 
-    chosen = {bonus: [vocab.decode(bibs.ranked(s, 1, bonus)[0][0]) for s in seen] for bonus in BONUSES}
+    chosen = {bonus: [vocab.decode(bibs.ranked(s, 1, bonus)[0][0]) for s in seen] for bonus in length.GRID}
     cider = {key: value["CIDEr"] for key, value in score(refs, runs(known, "known") | {
         key: run for bonus, fills in chosen.items() for key, run in runs(fills, bonus).items()}).items()}
     print(f"{len(val)} validation blanks; bibs, length known: CIDEr " + " / ".join(f"{cider['known', r]:.3f}" for r in ratios))
@@ -81,7 +80,7 @@ def main() -> None:
         errors = [sum(abs(len(fills[i]) - len(blank[i])) for i in index) / len(index) for index in at_ratio.values()]
         print(f"{bonus:6.2f}  " + " / ".join(f"{e:.2f}" for e in errors) + "   " +
               " / ".join(f"{cider[bonus, r]:.3f} ({cider[bonus, r] / cider['known', r]:.1%})" for r in ratios))
-    best = max(BONUSES, key=lambda bonus: (sum(cider[bonus, r] for r in ratios), -bonus))
+    best = max(length.GRID, key=lambda bonus: (sum(cider[bonus, r] for r in ratios), -bonus))
     print(f"highest mean CIDEr: bonus {best} (stage length's, by the length error: {p.length_bonus})")
 
     committed, blank_set, test_captions = read_results(Path("."), args.dataset, METHODS)
