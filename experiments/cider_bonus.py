@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from fillblank import decode, tables
@@ -29,7 +28,7 @@ from fillblank import params as params_module
 from fillblank.data.text import Vocab
 from fillblank.decode import bibs, length
 from fillblank.decode.step import Blanks
-from fillblank.evaluate import evaluate, read_results, score
+from fillblank.evaluate import evaluate, read_results, references, score
 from fillblank.model import load_models
 
 METHODS = ("bibs", "bibs_unknown")
@@ -51,20 +50,12 @@ def main() -> None:
     left, blank, right = (val[name].to_pylist() for name in ("left", "blank", "right"))
     features = image_features.read(features_path, val["image_id"].to_numpy())
     every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
-    seen: list[bibs.Seen] = []
-    with torch.inference_mode():
-        for at in tqdm(range(0, len(every), p.batch), desc="bibs at every length", unit="batch"):
-            batch = every.take(range(at, min(at + p.batch, len(every))))
-            merged: list[bibs.Seen] = [{} for _ in range(len(batch))]
-            for size in range(1, p.max_length + 1):
-                for into, found in zip(merged, bibs.search(models, batch, size, p)):
-                    into.update(found)
-            seen.extend(merged)
+    seen = [s for at in tqdm(range(0, len(every), p.batch), desc="bibs at every length", unit="batch")
+            for s in length.candidates(models, every.take(range(at, min(at + p.batch, len(every)))), p)]
     known = [vocab.decode(f.tokens) for f in decode.fill("bibs", models, every, [len(b) for b in blank], p)]
 
     captions = tables.read(Path("data/prepared") / args.dataset / "captions.parquet", ["image_id", "tokens"], made_by="prepare").to_pandas()
-    refs_of_image = captions.groupby("image_id")["tokens"].agg(lambda rows: [" ".join(c) for c in rows])
-    refs = dict(enumerate(refs_of_image.loc[val["image_id"].to_numpy()]))
+    refs = dict(enumerate(references(captions).loc[val["image_id"].to_numpy()]))
     ratios = sorted(set(val["ratio"].to_pylist()))
     at_ratio = {r: [i for i, x in enumerate(val["ratio"].to_pylist()) if x == r] for r in ratios}
 
