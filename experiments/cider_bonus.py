@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from fillblank import decode, tables
@@ -29,11 +28,10 @@ from fillblank import params as params_module
 from fillblank.data.text import Vocab
 from fillblank.decode import bibs, length
 from fillblank.decode.step import Blanks
-from fillblank.evaluate import evaluate, read_results, score
+from fillblank.evaluate import evaluate, read_results, references, score
 from fillblank.model import load_models
 
 METHODS = ("bibs", "bibs_unknown")
-BONUSES = length.GRID[:21]  # 0 to 5 nats per word: beyond, the fills only get longer
 
 
 def main() -> None:
@@ -52,27 +50,19 @@ def main() -> None:
     left, blank, right = (val[name].to_pylist() for name in ("left", "blank", "right"))
     features = image_features.read(features_path, val["image_id"].to_numpy())
     every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
-    seen: list[bibs.Seen] = []
-    with torch.inference_mode():
-        for at in tqdm(range(0, len(every), p.batch), desc="bibs at every length", unit="batch"):
-            batch = every.take(range(at, min(at + p.batch, len(every))))
-            merged: list[bibs.Seen] = [{} for _ in range(len(batch))]
-            for size in range(1, p.max_length + 1):
-                for into, found in zip(merged, bibs.search(models, batch, size, p)):
-                    into.update(found)
-            seen.extend(merged)
+    seen = [s for at in tqdm(range(0, len(every), p.batch), desc="bibs at every length", unit="batch")
+            for s in length.candidates(models, every.take(range(at, min(at + p.batch, len(every)))), p)]
     known = [vocab.decode(f.tokens) for f in decode.fill("bibs", models, every, [len(b) for b in blank], p)]
 
     captions = tables.read(Path("data/prepared") / args.dataset / "captions.parquet", ["image_id", "tokens"], made_by="prepare").to_pandas()
-    refs_of_image = captions.groupby("image_id")["tokens"].agg(lambda rows: [" ".join(c) for c in rows])
-    refs = dict(enumerate(refs_of_image.loc[val["image_id"].to_numpy()]))
+    refs = dict(enumerate(references(captions).loc[val["image_id"].to_numpy()]))
     ratios = sorted(set(val["ratio"].to_pylist()))
     at_ratio = {r: [i for i, x in enumerate(val["ratio"].to_pylist()) if x == r] for r in ratios}
 
     def runs(fills: list[list[str]], name) -> dict:
         return {(name, r): {i: " ".join(left[i] + fills[i] + right[i]) for i in index} for r, index in at_ratio.items()}
 
-    chosen = {bonus: [vocab.decode(bibs.ranked(s, 1, bonus)[0][0]) for s in seen] for bonus in BONUSES}
+    chosen = {bonus: [vocab.decode(bibs.ranked(s, 1, bonus)[0][0]) for s in seen] for bonus in length.GRID}
     cider = {key: value["CIDEr"] for key, value in score(refs, runs(known, "known") | {
         key: run for bonus, fills in chosen.items() for key, run in runs(fills, bonus).items()}).items()}
     print(f"{len(val)} validation blanks; bibs, length known: CIDEr " + " / ".join(f"{cider['known', r]:.3f}" for r in ratios))
@@ -81,7 +71,7 @@ def main() -> None:
         errors = [sum(abs(len(fills[i]) - len(blank[i])) for i in index) / len(index) for index in at_ratio.values()]
         print(f"{bonus:6.2f}  " + " / ".join(f"{e:.2f}" for e in errors) + "   " +
               " / ".join(f"{cider[bonus, r]:.3f} ({cider[bonus, r] / cider['known', r]:.1%})" for r in ratios))
-    best = max(BONUSES, key=lambda bonus: (sum(cider[bonus, r] for r in ratios), -bonus))
+    best = max(length.GRID, key=lambda bonus: (sum(cider[bonus, r] for r in ratios), -bonus))
     print(f"highest mean CIDEr: bonus {best} (stage length's, by the length error: {p.length_bonus})")
 
     committed, blank_set, test_captions = read_results(Path("."), args.dataset, METHODS)

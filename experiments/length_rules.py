@@ -12,7 +12,8 @@ measured on the other half, then the other way round; the mean absolute length e
 each ratio is printed, averaged over the two halves:
 
 - `none`: the fill of highest S(Y) (no rule);
-- `bonus`: the committed rule, its bonus tuned by `length.tune`;
+- `bonus`: the word bonus of fillblank/decode/length.py, tuned here to the least length error
+  (`nearest_bonus`; stage length tunes it to the most CIDEr instead);
 - `count`: the median length the fitted half removed from blanks that leave the same number
   of words visible, ignoring the fills (what the visible word count alone tells);
 - `posterior median`: the median of softmax(t x (S(Y) + bonus x words) + log P(length |
@@ -30,12 +31,35 @@ from tqdm import tqdm
 from fillblank import features as image_features
 from fillblank import params as params_module
 from fillblank.data.text import Vocab
-from fillblank.decode import length
-from fillblank.decode.step import Blanks
+from fillblank.decode import length, rescore
+from fillblank.decode.baselines import beam_search
+from fillblank.decode.step import Blanks, Models, both_ways
 from fillblank.model import load_models
+from fillblank.params import Fill
 
 TEMPERATURES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 BONUSES = [step / 4 for step in range(17)]  # 0 to 4 nats per word
+
+
+@torch.inference_mode()
+def best_by_length(models: Models, blanks: Blanks, p: Fill) -> torch.Tensor:
+    """S(Y) of each blank's best fill of each length 1 .. `p.max_length`: (N, max_length).
+
+    The best of two candidates per length: the forward and the backward beam search's best
+    hypothesis of that length, the cheapest pair of fills that both sides of a blank shape.
+    """
+    sides = both_ways(models, blanks)
+    scores = [rescore.scores(sides, d, rescore.hypotheses(this, beam_search(this, p.max_length, p.beam)[1:], ranks=1))
+              for d, this in enumerate(sides)]  # each beam-major: (max_length * N,)
+    return torch.stack(scores).view(2, p.max_length, len(blanks)).amax(0).T
+
+
+def nearest_bonus(scores: torch.Tensor, lengths: torch.Tensor) -> float:
+    """The bonus of `length.GRID` whose choice of length, argmax over t of scores[:, t-1] +
+    bonus x t, is nearest the true `lengths` (N,) on average (the smallest among equals)."""
+    words = torch.arange(1, scores.shape[1] + 1, dtype=scores.dtype)  # shape: (T,)
+    errors = {bonus: float(((scores + bonus * words).argmax(1) + 1 - lengths).abs().double().mean()) for bonus in length.GRID}
+    return min(length.GRID, key=lambda bonus: (errors[bonus], bonus))
 
 
 def validation_scores(dataset: str) -> dict[str, torch.Tensor]:
@@ -48,7 +72,7 @@ def validation_scores(dataset: str) -> dict[str, torch.Tensor]:
     left, blank, right = (val[name].to_pylist() for name in ("left", "blank", "right"))
     every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
     batch = settings.fill.batch
-    scores = [length.best_by_length(models, every.take(range(at, min(at + batch, len(every)))), settings.fill)
+    scores = [best_by_length(models, every.take(range(at, min(at + batch, len(every)))), settings.fill)
               for at in tqdm(range(0, len(every), batch), desc=f"{dataset}: best fill of each length", unit="batch")]
     return {"scores": torch.cat(scores).double(), "true": torch.tensor([len(words) for words in blank]),
             "visible": torch.tensor([len(a) + len(b) for a, b in zip(left, right)]),
@@ -76,7 +100,7 @@ def rules(d: dict[str, torch.Tensor], fit: torch.Tensor) -> dict[str, torch.Tens
     def error(chosen: torch.Tensor) -> float:
         return float((chosen[fit] - true[fit]).abs().double().mean())
 
-    bonus = length.tune(scores[fit], true[fit])["length_bonus"]
+    bonus = nearest_bonus(scores[fit], true[fit])
     candidates = [(t, b) for t in TEMPERATURES for b in BONUSES]
     t, b = min(candidates, key=lambda tb: error(median(tb[0] * (scores + tb[1] * words) + prior[visible])))
     return {"none": scores.argmax(1) + 1, "bonus": (scores + bonus * words).argmax(1) + 1,

@@ -83,25 +83,10 @@ def score(
     Returns `{run: {"BLEU-1": ..., ..., "CIDEr": ...}}`. Corpus-level scores: CIDEr's
     document frequencies come from the references of each run's own keys.
     """
-    if shutil.which("java") is None:
-        raise UserError(JAVA_MISSING)
-    for run, hyps in runs.items():
-        if not hyps:
-            raise ValueError(f"run {run!r} has no hypotheses")
-        if missing := hyps.keys() - refs.keys():
-            raise ValueError(f"run {run!r}: no references for {len(missing)} keys, e.g. {next(iter(missing))!r}")
-
-    keys = set().union(*(hyps.keys() for hyps in runs.values()))
-    sentences = {("ref", key): [{"caption": ref} for ref in refs[key]] for key in keys}
-    for run, hyps in runs.items():
-        sentences |= {("hyp", run, key): [{"caption": hyp}] for key, hyp in hyps.items()}
-    tokens = PTBTokenizer().tokenize(sentences)
-
+    every = tokenized(refs, runs)
     meteor = Meteor()
     results = {}
-    for run, hyps in tqdm(runs.items(), desc="pycocoevalcap", unit="run"):
-        gts = {key: tokens[("ref", key)] for key in hyps}
-        res = {key: tokens[("hyp", run, key)] for key in hyps}
+    for run, (gts, res) in tqdm(every.items(), desc="pycocoevalcap", unit="run"):
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
         results[run] = {
             **{f"BLEU-{n}": float(value) for n, value in enumerate(bleu, 1)},
@@ -110,6 +95,31 @@ def score(
             "CIDEr": float(Cider().compute_score(gts, res)[0]),
         }
     return results
+
+
+def cider(refs: Mapping[Hashable, Sequence[str]], runs: Mapping[Hashable, Mapping[Hashable, str]]) -> dict[Hashable, float]:
+    """CIDEr alone of each run, as `score` computes it: for tuning on many runs, where the
+    other metrics (METEOR above all) would cost more than the search."""
+    return {run: float(Cider().compute_score(gts, res)[0]) for run, (gts, res) in tokenized(refs, runs).items()}
+
+
+def tokenized(refs: Mapping[Hashable, Sequence[str]], runs: Mapping[Hashable, Mapping[Hashable, str]]) -> dict:
+    """`{run: (gts, res)}`: each run's references and hypotheses, PTB-tokenized in one call,
+    in the form pycocoevalcap's scorers read."""
+    if shutil.which("java") is None:
+        raise UserError(JAVA_MISSING)
+    for run, hyps in runs.items():
+        if not hyps:
+            raise ValueError(f"run {run!r} has no hypotheses")
+        if missing := hyps.keys() - refs.keys():
+            raise ValueError(f"run {run!r}: no references for {len(missing)} keys, e.g. {next(iter(missing))!r}")
+    keys = set().union(*(hyps.keys() for hyps in runs.values()))
+    sentences = {("ref", key): [{"caption": ref} for ref in refs[key]] for key in keys}
+    for run, hyps in runs.items():
+        sentences |= {("hyp", run, key): [{"caption": hyp}] for key, hyp in hyps.items()}
+    tokens = PTBTokenizer().tokenize(sentences)
+    return {run: ({key: tokens[("ref", key)] for key in hyps}, {key: tokens[("hyp", run, key)] for key in hyps})
+            for run, hyps in runs.items()}
 
 
 def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -189,12 +199,17 @@ def some(ids: set[int]) -> str:
     return f"blank{'s' if len(ids) > 1 else ''} {', '.join(map(str, first))}{more}"
 
 
+def references(captions: pd.DataFrame) -> pd.Series:
+    """Each image's captions (columns image_id, tokens) as references, by image id: in the one
+    normalised form the models speak (`fillblank.data.text`), so that the original caption,
+    put back into its blank, matches its own reference."""
+    return captions.groupby("image_id")["tokens"].agg(lambda rows: [" ".join(c) for c in rows])
+
+
 def evaluate(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFrame, length_bonus: float = 0.0) -> dict:
     """The metrics of the module docstring, from `read_fills`, the blank set and the captions;
     `length_bonus` is the length rule's, which the search error counts with the length unknown."""
-    # References in the one normalised form the models speak (`fillblank.data.text`), so
-    # that the original caption, put back into its blank, matches its own reference.
-    refs_of_image = captions.groupby("image_id")["tokens"].agg(lambda captions: [" ".join(c) for c in captions])
+    refs_of_image = references(captions)
     if orphans := set(blanks["image_id"]) - set(refs_of_image.index):
         raise UserError(f"the blank set has images without captions (e.g. image {min(orphans)}): blanks of another dataset?")
     refs = dict(zip(blanks["blank_id"], refs_of_image.loc[blanks["image_id"]]))

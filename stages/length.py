@@ -3,19 +3,20 @@
 Reads the captioners data/models/<dataset>/{forward,backward}.pt, the vocabulary and
 captions of data/prepared/<dataset>/, and the image features data/features/<dataset>.h5.
 Blanks the captions of the first `fill.tune_images` validation images at every ratio of
-`blanks.ratios` (`length.validation_blanks`), finds each blank's best fill of every length
-1 .. `fill.max_length`, and writes to data/length/<dataset>.json the bonus per word with
-which S(Y) + bonus x length picks lengths nearest the true ones
-(fillblank/decode/length.py), with the mean length error of every bonus tried.
+`blanks.ratios` (`length.validation_blanks`), fills each blank at every length
+1 .. `fill.max_length` as `bibs` does, and writes to data/length/<dataset>.json the bonus
+per word with which S(Y) + bonus x length picks the fills of most CIDEr against the
+captions of their images (fillblank/decode/length.py), with the CIDEr and the mean length
+error of every bonus tried.
 """
 
 import argparse
 import json
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
+from fillblank import evaluate, tables
 from fillblank import features as image_features
 from fillblank import params as params_module
 from fillblank.atomic import write_text
@@ -50,16 +51,18 @@ def main() -> None:
         raise UserError(f"{prepared / 'captions.parquet'}: no validation captions of images with features to tune the length rule on; "
                         "give fill.length_bonus a number instead of tuned")
     features = image_features.read(features_path, val["image_id"].to_numpy())
-    left, blank, right = (val[name].to_pylist() for name in ("left", "blank", "right"))
+    left, right = (val[name].to_pylist() for name in ("left", "right"))
     every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
 
-    scores = []
-    for at in tqdm(range(0, len(every), p.batch), desc=f"{args.dataset}: best fill of each length", unit="batch"):
-        scores.append(length.best_by_length(models, every.take(range(at, min(at + p.batch, len(every)))), p))
-    tuned = length.tune(torch.cat(scores), torch.tensor([len(words) for words in blank]))
+    seen = []
+    for at in tqdm(range(0, len(every), p.batch), desc=f"{args.dataset}: bibs at every length", unit="batch"):
+        seen.extend(length.candidates(models, every.take(range(at, min(at + p.batch, len(every)))), p))
+    captions = tables.read(prepared / "captions.parquet", ["image_id", "tokens"], made_by="prepare").to_pandas()
+    tuned = length.tune(seen, vocab, val, evaluate.references(captions).loc[val["image_id"].to_numpy()].tolist())
     write_text(out, json.dumps(tuned, indent=1) + "\n")
-    print(f"{args.dataset}: length bonus {tuned['length_bonus']} nats per word, mean length error {tuned['length_error']:.2f} "
-          f"words over {tuned['blanks']} val blanks (no bonus: {tuned['errors'][0.0]:.2f}); written to {out}")
+    print(f"{args.dataset}: length bonus {tuned['length_bonus']} nats per word, CIDEr {tuned['CIDEr']:.3f} (no bonus: "
+          f"{tuned['cider'][0.0]:.3f}), mean length error {tuned['length_error']:.2f} words over {tuned['blanks']} val blanks; "
+          f"written to {out}")
 
 
 if __name__ == "__main__":

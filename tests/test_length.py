@@ -20,14 +20,21 @@ from toy_models import fill_params, one_thread, random_captioner, random_models 
 RULED = ["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown"]  # the methods that rank lengths by it
 
 
-def test_the_tuned_bonus_picks_the_true_lengths_where_none_picks_one_word():
-    true = torch.tensor([2, 5, 3, 7])
-    t = torch.arange(1, 11)
-    scores = -3.0 * t - 0.1 * (t - true[:, None]) ** 2  # each word costs about 3 nats: S(Y) alone prefers one
-    tuned = length.tune(scores, true)
-    assert tuned["errors"][0.0] == pytest.approx(true.float().mean() - 1)
-    assert tuned["length_error"] == 0.0 and tuned["blanks"] == 4
-    assert torch.equal((scores + tuned["length_bonus"] * t).argmax(1) + 1, true)
+def test_the_tuned_bonus_picks_the_fills_of_most_cider_not_the_nearest_lengths():
+    captions = [["a", "red", "circle", "above", "a", "blue", "square"], ["two", "green", "stars"], ["a", "small", "yellow", "diamond"],
+                ["one", "big", "purple", "triangle"]]
+    vocab = Vocab.build(captions, min_count=1)
+    val = pa.table({"left": [c[:1] for c in captions], "blank": [c[1:3] for c in captions], "right": [c[3:] for c in captions],
+                    "ratio": [0.5] * 4})
+    seen = [{tuple(vocab.ids(c[1:3])): -5.0} for c in captions]  # the removed words, 2.5 nats each ...
+    seen[0][tuple(vocab.ids(["circle"]))] = -1.9  # ... but in the first blank one word scores higher, by 3.1 nats
+    # ... and two of that image's three describers wrote "a circle above a blue square"
+    refs = [[" ".join(c)] for c in captions]
+    refs[0] += ["a circle above a blue square"] * 2
+    tuned = length.tune(seen, vocab, val, refs)
+    assert tuned["errors"] == {bonus: 0.25 if bonus <= 3.0 else 0.0 for bonus in length.GRID}  # above 3.1: the true lengths
+    assert tuned["length_bonus"] == 0.0 and tuned["cider"][0.0] > tuned["cider"][3.25]  # but one word matches more describers
+    assert tuned["blanks"] == 4 and tuned["CIDEr"] == tuned["cider"][0.0]
 
 
 @pytest.mark.parametrize("method", RULED)
@@ -59,6 +66,6 @@ def test_the_stage_tunes_on_val_captions_of_images_with_features_only(tmp_path, 
 
     tuned = json.loads((tmp_path / "length.json").read_text())
     assert tuned["blanks"] == 2 * 3  # the two val captions with features, at three ratios
-    assert tuned["length_bonus"] in length.GRID and tuned["length_error"] == min(tuned["errors"].values())
+    assert float(tuned["length_bonus"]) in length.GRID and tuned["CIDEr"] == max(tuned["cider"].values())
     p = length.resolved(fill_params(length_bonus="tuned"), tmp_path / "length.json")
     assert p.length_bonus == tuned["length_bonus"]

@@ -50,6 +50,7 @@ bibs_unknown [BiRNN-BSMP, meeting point], unknown length only:
   every length for `bibs`; the evaluation reports the chosen length beside the true one.
 """
 
+from collections.abc import Iterable
 from functools import partial
 
 import torch
@@ -98,12 +99,18 @@ def ranked(seen: Seen, m: int, bonus: float = 0.0) -> list[tuple[list[int], floa
 
 
 @torch.inference_mode()
-def mbest(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[tuple[list[int], float]]]:
-    """The `p.m_best` best fills of each blank and their S(Y); every length up to `p.max_length` when `length` is None."""
+def scored(models: Models, blanks: Blanks, sizes: Iterable[int], p: Fill) -> list[Seen]:
+    """Every fill BiBS scored for each blank, searching at each length of `sizes`, with its S(Y)."""
     seen: list[Seen] = [{} for _ in range(len(blanks))]
-    for size in [length] if length else range(1, p.max_length + 1):
+    for size in sizes:
         for merged, found in zip(seen, search(models, blanks, size, p)):
             merged.update(found)
+    return seen
+
+
+def mbest(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[tuple[list[int], float]]]:
+    """The `p.m_best` best fills of each blank and their S(Y); every length up to `p.max_length` when `length` is None."""
+    seen = scored(models, blanks, [length] if length else range(1, p.max_length + 1), p)
     return [ranked(s, p.m_best, 0.0 if length else p.length_bonus) for s in seen]
 
 
