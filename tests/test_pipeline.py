@@ -15,8 +15,9 @@ from conftest import clone, sh
 # A small `shapes`: the whole pipeline in a few minutes. Captioners trained on 100 images
 # are unsure enough to send `exact` down thousands of prefixes per blank; 400 keeps it to about
 # a quarter of its time (it then reports the fills it could not prove best), and these tests
-# look at what DVC runs, not at the oracle.
-SMALL = {"sources": {"shapes": {"train": 100, "val": 20, "test": 20}}, "fill": {"exact_max_rows": 400}}
+# look at what DVC runs, not at the oracle, nor at the infiller: 4 epochs, not up to 40.
+SMALL = {"sources": {"shapes": {"train": 100, "val": 20, "test": 20}}, "fill": {"exact_max_rows": 400},
+         "infill": {"overrides": {"shapes": {"max_epochs": 4}}}}
 
 
 @pytest.fixture
