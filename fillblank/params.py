@@ -6,6 +6,7 @@ key. Values have no defaults here: `params.yaml` is the one place they live, and
 tracks them key by key from there.
 """
 
+import ast
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from fillblank.errors import UserError
 
 Dataset = Literal["shapes", "flickr8k", "flickr30k", "coco"]
+
+USER_METHODS = Path("methods")  # the project's folder of methods from outside the package (fillblank/decode/registry.py)
 
 
 class Section(BaseModel):
@@ -146,12 +149,34 @@ class Fill(Section):
     @field_validator("methods")
     @classmethod
     def declared(cls, names: list[str]) -> list[str]:
-        from fillblank.decode.registry import methods  # torch and the user's methods/ load only when asked
+        if set(names) <= declared_names():
+            return names
+        from fillblank.decode.registry import methods  # torch, and the user's methods/, only for a name not read
 
         known = methods()
         if unknown := [name for name in names if name not in known]:
             raise ValueError(f"no method {unknown[0]!r}; the methods are {', '.join(known)} (user methods go in methods/*.py)")
         return names
+
+
+def declared_names() -> set[str]:
+    """The names of the `@register("name", ...)` decorators in fillblank/decode/*.py and
+    methods/*.py, read from the source, not imported: importing them loads torch, three
+    seconds of start-up in every stage that reads params, and most stages never decode. This
+    only ever accepts; a name it misses (a file that registers in a loop, or does not parse)
+    goes to the registry itself, which names the methods or shows the file's error."""
+    files = [*Path(__file__).parent.joinpath("decode").glob("*.py"), *(USER_METHODS.glob("*.py") if USER_METHODS.is_dir() else [])]
+    names = set()
+    for path in files:
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError):
+            continue
+        for function in (node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)):
+            for call in (d for d in function.decorator_list if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register"):
+                if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+                    names.add(call.args[0].value)
+    return names
 
 
 class Features(Section):

@@ -50,6 +50,23 @@ def test_a_method_in_the_projects_methods_folder_runs_like_a_built_in(tmp_path):
     assert listed.stdout.splitlines()[-1].startswith("sample_rerank ") and "(baseline; known and unknown length)" in listed.stdout
 
 
+def test_params_read_method_names_without_torch_and_ask_the_registry_for_names_they_cannot_read(tmp_path):
+    """Every stage reads params; only the ones that decode should pay for importing torch."""
+    (tmp_path / "methods").mkdir()
+    shutil.copy(REPO / "examples/sample_rerank.py", tmp_path / "methods")
+    (tmp_path / "methods/looped.py").write_text(
+        "from fillblank.decode.registry import register\n"
+        "for name in ['first', 'second']:\n"
+        "    register(name, role='baseline', description=name)(lambda models, blanks, length, p: [])\n")
+    settings = yaml.safe_load((REPO / "params.yaml").read_text())
+    check = "import sys; from fillblank import params; print(params.load().fill.methods[-1], 'torch' in sys.modules)"
+    for method, torch_loaded in [("sample_rerank", False), ("second", True)]:
+        settings["fill"]["methods"] = ["bibs", method]
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
+        loaded = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True)
+        assert loaded.stdout.split() == [method, str(torch_loaded)], loaded.stderr
+
+
 def test_an_undeclared_method_in_params_is_one_line_naming_the_methods(tmp_path):
     settings = yaml.safe_load((REPO / "params.yaml").read_text())
     settings["fill"]["methods"] = ["bibs", "bibz"]

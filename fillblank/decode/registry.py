@@ -28,7 +28,7 @@ from typing import Literal, Protocol
 
 from fillblank.decode.step import Blanks, Models
 from fillblank.errors import UserError
-from fillblank.params import Fill
+from fillblank.params import USER_METHODS, Fill
 
 Setting = Literal["known", "unknown"]
 # A method's place in the tables: `baseline` and `bidirectional` are what BiBS's ordering
@@ -37,8 +37,6 @@ Setting = Literal["known", "unknown"]
 # model trained to fill, compared with all of them.
 Role = Literal["baseline", "bidirectional", "oracle", "infiller"]
 ROLES: tuple[Role, ...] = ("baseline", "bidirectional", "oracle", "infiller")
-
-USER_METHODS = Path("methods")  # the project's folder of methods from outside the package
 
 
 class Method(Protocol):
