@@ -4,10 +4,11 @@
               description="Bidirectional Beam Search: sweeps left and right over the blank [BiRNN-BSCD]")
     def bibs(models, blanks, length, p): ...
 
-The declaration is all there is to know of a method: params validation (`fill.methods`),
-the fill stage, `fillblank methods` and `fillblank fill --method`, the tables, the BiBS
-ordering rule and the plots read it from `methods()`. (The pattern is AllenNLP's
-`@Sampler.register("name")`.)
+The declaration is all there is to know of a method: the fill stage, `fillblank methods`
+and `fillblank fill --method`, the tables, the BiBS ordering rule and the plots read it
+from `methods()`; params validation (`fill.methods`) reads the names from the `@register`
+lines' source first, without importing torch, and asks `methods()` for any it cannot read
+(`fillblank.params.declared_names`). (The pattern is AllenNLP's `@Sampler.register("name")`.)
 
 A method may live outside the package: every `*.py` file in the project's `methods/`
 folder is imported before the registry is read, and its `@register` lines add methods that
