@@ -7,6 +7,7 @@ tracks them key by key from there.
 """
 
 import ast
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -17,7 +18,10 @@ from fillblank.errors import UserError
 
 Dataset = Literal["shapes", "flickr8k", "flickr30k", "coco"]
 
-USER_METHODS = Path("methods")  # the project's folder of methods from outside the package (fillblank/decode/registry.py)
+# Where methods are declared (fillblank/decode/registry.py): the package's own, and the
+# project's folder of methods from outside the package.
+BUILT_IN_METHODS = Path(__file__).parent / "decode"
+USER_METHODS = Path("methods")
 
 
 class Section(BaseModel):
@@ -149,7 +153,7 @@ class Fill(Section):
     @field_validator("methods")
     @classmethod
     def declared(cls, names: list[str]) -> list[str]:
-        if set(names) <= declared_names():
+        if set(names) <= declared_once():
             return names
         from fillblank.decode.registry import methods  # torch, and the user's methods/, only for a name not read
 
@@ -159,14 +163,15 @@ class Fill(Section):
         return names
 
 
-def declared_names() -> set[str]:
+def declared_once() -> set[str]:
     """The names of the `@register("name", ...)` decorators in fillblank/decode/*.py and
-    methods/*.py, read from the source, not imported: importing them loads torch, three
-    seconds of start-up in every stage that reads params, and most stages never decode. This
-    only ever accepts; a name it misses (a file that registers in a loop, or does not parse)
-    goes to the registry itself, which names the methods or shows the file's error."""
-    files = [*Path(__file__).parent.joinpath("decode").glob("*.py"), *(USER_METHODS.glob("*.py") if USER_METHODS.is_dir() else [])]
-    names = set()
+    methods/*.py that are declared once, read from the source, not imported: importing them
+    loads torch, three seconds of start-up in every stage that reads params, and most stages
+    never decode. This only ever accepts; a name it misses (a file that registers in a loop,
+    or does not parse) or reads twice (a user's method under a built-in's name) goes to the
+    registry itself, which names the methods or shows the error."""
+    files = [*BUILT_IN_METHODS.glob("*.py"), *(USER_METHODS.glob("*.py") if USER_METHODS.is_dir() else [])]
+    names = Counter()
     for path in files:
         try:
             tree = ast.parse(path.read_bytes())
@@ -175,8 +180,8 @@ def declared_names() -> set[str]:
         for function in (node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)):
             for call in (d for d in function.decorator_list if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register"):
                 if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
-                    names.add(call.args[0].value)
-    return names
+                    names[call.args[0].value] += 1
+    return {name for name, count in names.items() if count == 1}
 
 
 class Features(Section):

@@ -67,6 +67,20 @@ def test_params_read_method_names_without_torch_and_ask_the_registry_for_names_t
         assert loaded.stdout.split() == [method, str(torch_loaded)], loaded.stderr
 
 
+def test_a_users_method_under_a_built_in_name_is_refused_by_the_first_stage(tmp_path):
+    """Read from source alone, `bibs` looks declared; read twice, it goes to the registry,
+    so the first stage of `dvc repro` stops on it, not the first one that decodes."""
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods/mine.py").write_text(
+        "from fillblank.decode.registry import register\n"
+        "@register('bibs', role='baseline', description='my own bibs')\n"
+        "def bibs(models, blanks, length, p):\n"
+        "    return []\n")
+    write_params(tmp_path, {"fill": {"methods": ["forward", "bibs"]}})
+    result = run_stage("source", "shapes", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (2, "error: method 'bibs' is declared twice: in fillblank.decode.bibs and in methods.mine\n")
+
+
 def test_an_undeclared_method_in_params_is_one_line_naming_the_methods(tmp_path):
     settings = yaml.safe_load((REPO / "params.yaml").read_text())
     settings["fill"]["methods"] = ["bibs", "bibz"]

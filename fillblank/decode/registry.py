@@ -8,7 +8,7 @@ The declaration is all there is to know of a method: the fill stage, `fillblank 
 and `fillblank fill --method`, the tables, the BiBS ordering rule and the plots read it
 from `methods()`; params validation (`fill.methods`) reads the names from the `@register`
 lines' source first, without importing torch, and asks `methods()` for any it cannot read
-(`fillblank.params.declared_names`). (The pattern is AllenNLP's `@Sampler.register("name")`.)
+(`fillblank.params.declared_once`). (The pattern is AllenNLP's `@Sampler.register("name")`.)
 
 A method may live outside the package: every `*.py` file in the project's `methods/`
 folder is imported before the registry is read, and its `@register` lines add methods that
@@ -20,7 +20,6 @@ a fill stage re-runs when its own method's code changes, not when another's does
 import importlib
 import importlib.util
 import inspect
-import pkgutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Literal, Protocol
 
 from fillblank.decode.step import Blanks, Models
 from fillblank.errors import UserError
-from fillblank.params import USER_METHODS, Fill
+from fillblank.params import BUILT_IN_METHODS, USER_METHODS, Fill
 
 Setting = Literal["known", "unknown"]
 # A method's place in the tables: `baseline` and `bidirectional` are what BiBS's ordering
@@ -86,10 +85,8 @@ def register(name: str, *, description: str, role: Role, settings: tuple[Setting
 
 def methods() -> dict[str, Entry]:
     """Every method: the built-ins, then those of the project's `methods/*.py`, by name."""
-    import fillblank.decode
-
-    for module in pkgutil.iter_modules(fillblank.decode.__path__):  # each declares its built-ins
-        importlib.import_module(f"fillblank.decode.{module.name}")
+    for path in sorted(BUILT_IN_METHODS.glob("[!_]*.py")):  # each module declares its built-ins
+        importlib.import_module(f"fillblank.decode.{path.stem}")
     for path in sorted(USER_METHODS.glob("*.py")) if USER_METHODS.is_dir() else []:
         load(path)
     return dict(sorted(REGISTRY.items(), key=lambda item: declared(item[1].fill)))
@@ -106,7 +103,7 @@ def sources(name: str) -> list[Path]:
     """The files method `name`'s code may come from: every module of this package (the
     built-ins share beam search, scoring and steps), and for a user's method every file of
     `methods/` too (one may import another). Stage `code` hashes them."""
-    package = sorted(Path(__file__).parent.glob("*.py"))
+    package = sorted(BUILT_IN_METHODS.glob("*.py"))
     users = declared(methods()[name].fill)[0]
     return package + (sorted(USER_METHODS.glob("*.py")) if users else [])
 
