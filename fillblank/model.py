@@ -128,12 +128,12 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def load_models(folder: Path, vocab: Vocab, device: torch.device | str = "cpu") -> "Models":
-    """The captioners `folder/{forward,backward}.pt` and, when it is there, the infiller
-    `folder/infill.pt`, on `device`."""
+def load_models(folder: Path, vocab: Vocab, device: torch.device | str = "cpu", infiller: bool = True) -> "Models":
+    """The captioners `folder/{forward,backward}.pt` and, when asked for and there, the
+    infiller `folder/infill.pt`, on `device`."""
     from fillblank.decode.step import Models
     from fillblank.infill import Infiller
 
-    infiller = folder / "infill.pt"
+    path = folder / "infill.pt"
     return Models(load_checkpoint(folder / "forward.pt", vocab).to(device), load_checkpoint(folder / "backward.pt", vocab).to(device),
-                  load_checkpoint(infiller, vocab, Infiller).to(device) if infiller.is_file() else None)
+                  load_checkpoint(path, vocab, Infiller).to(device) if infiller and path.is_file() else None)

@@ -1,8 +1,8 @@
 """Stage fill@<dataset>-<method>: fill every blank of the blank set with one method.
 
-Reads the two captioners data/models/<dataset>/{forward,backward}.pt and the infiller
-infill.pt beside them, the vocabulary
-data/prepared/<dataset>/vocab.json, the image features data/features/<dataset>.h5 and
+Reads the two captioners data/models/<dataset>/{forward,backward}.pt and, for a method
+that reads it (an `infiller`, fillblank/decode/registry.py), the infiller infill.pt beside
+them, the vocabulary data/prepared/<dataset>/vocab.json, the image features data/features/<dataset>.h5 and
 the blank set data/blanks/<dataset>.parquet, and the length rule's tuned bonus
 data/length/<dataset>.json when `fill.length_bonus` is `tuned`. Writes data/fills/<dataset>/<method>.parquet
 (layout: fillblank/decode/__init__.py): each blank filled with its length given, then
@@ -51,7 +51,7 @@ def main() -> None:
     vocab = Vocab.load(vocab_path)
     with distributed.group():
         device = decode.device(p.device)
-        models = load_models(models_dir, vocab, device)
+        models = load_models(models_dir, vocab, device, infiller=registry.methods()[args.method].reads_infiller)
         table = tables.read(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet", ["blank_id", "image_id", "left", "blank", "right"], made_by="blanks")
         features = image_features.read(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
         trained_on = {name: model.config.get("provenance") for name, model in vars(models).items() if model is not None}

@@ -4,14 +4,18 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import REPO, run_stage, write_params
-from fillblank import params
+from fillblank import decode, params
 from fillblank.decode import registry
+from fillblank.decode.step import Blanks, Models
 from fillblank.errors import UserError
+from fillblank.model import Captioner
 
 
 def test_every_built_in_method_declares_what_the_pipeline_reads():
@@ -90,26 +94,59 @@ def test_an_undeclared_method_in_params_is_one_line_naming_the_methods(tmp_path)
 
 
 def test_stage_code_records_each_methods_code_so_a_new_users_method_leaves_the_built_ins_alone(tmp_path):
-    """fill@<dataset>-<method> depends on data/code/<method>.json (dvc.yaml): a file added to
-    methods/ changes the users' methods' records only; an edit to fillblank/decode, every one."""
+    """fill@<dataset>-<method> depends on data/code/<dataset>/<method>.json (dvc.yaml): a file
+    added to methods/ changes the users' methods' records only; an edit to fillblank/decode,
+    every one."""
     (tmp_path / "methods").mkdir()
     shutil.copy(REPO / "examples/sample_rerank.py", tmp_path / "methods")
     write_params(tmp_path, {"fill": {"methods": ["forward", "bibs", "sample_rerank"]}})
 
-    def records() -> dict[str, bytes]:
-        result = run_stage("code", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-        return {path.stem: path.read_bytes() for path in (tmp_path / "data/code").glob("*.json")}
-
-    before = records()
+    before = code_records(tmp_path)
     assert set(before) == {"forward", "bibs", "sample_rerank"}
     assert "decode/bibs.py" in json.loads(before["forward"])["files"]
     assert "methods/sample_rerank.py" in json.loads(before["sample_rerank"])["files"]
-    assert records() == before  # nothing changed, the same bytes: DVC re-runs no fill
+    assert code_records(tmp_path) == before  # nothing changed, the same bytes: DVC re-runs no fill
 
     (tmp_path / "methods/helpers.py").write_text("SAMPLES = 8\n")
-    after = records()
+    after = code_records(tmp_path)
     assert after["forward"] == before["forward"] and after["bibs"] == before["bibs"]
     assert after["sample_rerank"] != before["sample_rerank"]
     package = {f"decode/{path.name}" for path in (REPO / "fillblank/decode").glob("*.py")}
     assert all(package <= json.loads(record)["files"].keys() for record in after.values())  # an edit there: every one
+
+
+def test_a_retrained_infiller_fills_again_with_its_methods_only(tmp_path):
+    """Only an `infiller` is given the infiller, so only its records hold its hash."""
+    write_params(tmp_path, {"fill": {"methods": ["bibs", "infill", "infill_rerank"]}})
+    models = tmp_path / "data/models/shapes"
+    models.mkdir(parents=True)
+    (models / "infill.pt").write_bytes(b"the first infiller")
+    before = code_records(tmp_path)
+    assert "fillblank/infill.py" in json.loads(before["infill"])["files"]
+    assert "fillblank/infill.py" not in json.loads(before["bibs"])["files"]
+
+    (models / "infill.pt").write_bytes(b"the infiller retrained")
+    after = code_records(tmp_path)
+    assert after["bibs"] == before["bibs"]
+    assert after["infill"] != before["infill"] and after["infill_rerank"] != before["infill_rerank"]
+
+    (models / "infill.pt").unlink()
+    result = run_stage("code", "shapes", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (2, f"error: {Path('data/models/shapes/infill.pt')}: no such file, and method infill reads it (run `dvc repro train_infill`)\n")
+
+
+def test_a_method_that_is_no_infiller_is_given_none(monkeypatch):
+    seen = []
+    monkeypatch.setitem(registry.REGISTRY, "peek", registry.Entry(
+        "peek", lambda models, blanks, length, p: seen.append(models.infiller) or [[5]] * len(blanks),
+        ("known",), "looks at the infiller", "baseline", None))
+    models = Models(*[Captioner(vocab_size=8, feature_dim=4, embed=4, hidden=4, dropout=0.0) for _ in range(2)], infiller="an infiller")
+    decode.fill("peek", models, Blanks(torch.zeros(2, 4), [[4], [5]], [[6], [7]]), [1, 1], params.load(REPO / "params.yaml").fill)
+    assert seen == [None]
+
+
+def code_records(project: Path) -> dict[str, bytes]:
+    """Run stage code@shapes in `project`: each method's record, as bytes."""
+    result = run_stage("code", "shapes", cwd=project)
+    assert result.returncode == 0, result.stderr
+    return {path.stem: path.read_bytes() for path in (project / "data/code/shapes").glob("*.json")}

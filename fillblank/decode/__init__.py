@@ -90,13 +90,15 @@ def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None,
     batches = [(length, index[at : at + p.batch]) for length, index in groups.items() for at in range(0, len(index), p.batch)]
     rank, world = distributed.rank_world()
     mine = batches[rank::world]
+    entry = methods()[method]
+    models = entry.given(models)
     filled: dict[int, Filled] = {}
     setting = "unknown" if lengths is None else "known"
     with tqdm(total=sum(len(index) for _, index in mine), desc=f"{method} ({setting} length)", unit="blank", disable=rank != 0) as progress:
         for length, index in mine:
             batch = blanks.take(index)
             began = time.perf_counter()
-            fills = methods()[method].fill(models, batch, length, p)
+            fills = entry.fill(models, batch, length, p)
             seconds = (time.perf_counter() - began) / len(index)
             scores = fill_scores(partial(bidirectional, models), batch, range(len(index)), fills)  # shape: (N,)
             for i, tokens, score in zip(index, fills, scores.tolist()):

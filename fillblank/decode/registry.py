@@ -22,7 +22,7 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -34,7 +34,9 @@ Setting = Literal["known", "unknown"]
 # A method's place in the tables: `baseline` and `bidirectional` are what BiBS's ordering
 # rule compares (each bidirectional method at least as good as every baseline); an
 # `oracle` is left out of "best" and of search error (it defines it); an `infiller` is a
-# model trained to fill, compared with all of them.
+# model trained to fill, compared with all of them. Only an `infiller` is given the trained
+# infiller (`models.infiller`; `Entry.given`), so the other methods' fills do not depend on
+# it and stay cached when it is retrained (stage code).
 Role = Literal["baseline", "bidirectional", "oracle", "infiller"]
 ROLES: tuple[Role, ...] = ("baseline", "bidirectional", "oracle", "infiller")
 
@@ -62,8 +64,17 @@ class Entry:
     role: Role
     ranks: Ranker | None  # how `fillblank fill --top K` gets K fills; None: the one fill
 
+    @property
+    def reads_infiller(self) -> bool:
+        return self.role == "infiller"
+
+    def given(self, models: Models) -> Models:
+        """The models this method reads: the captioners, and the infiller for an `infiller`."""
+        return models if self.reads_infiller else replace(models, infiller=None)
+
 
 REGISTRY: dict[str, Entry] = {}
+INFILLER_CODE = BUILT_IN_METHODS.parent / "infill.py"  # the model the infillers' fills come from
 
 
 def register(name: str, *, description: str, role: Role, settings: tuple[Setting, ...] = ("known", "unknown"),
@@ -101,11 +112,14 @@ def declared(function: Method) -> tuple[bool, str, int]:
 
 def sources(name: str) -> list[Path]:
     """The files method `name`'s code may come from: every module of this package (the
-    built-ins share beam search, scoring and steps), and for a user's method every file of
-    `methods/` too (one may import another). Stage `code` hashes them."""
+    built-ins share beam search, scoring and steps), the infiller's model for an `infiller`,
+    and for a user's method every file of `methods/` too (one may import another). Stage
+    `code` hashes them."""
+    entry = methods()[name]
     package = sorted(BUILT_IN_METHODS.glob("*.py"))
-    users = declared(methods()[name].fill)[0]
-    return package + (sorted(USER_METHODS.glob("*.py")) if users else [])
+    model = [INFILLER_CODE] if entry.reads_infiller else []
+    users = sorted(USER_METHODS.glob("*.py")) if declared(entry.fill)[0] else []
+    return package + model + users
 
 
 def load(path: Path) -> None:
