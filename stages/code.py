@@ -16,6 +16,7 @@ named by the item, is how one method gets a dep of its own.)
 import argparse
 import hashlib
 import json
+from functools import cache
 from pathlib import Path
 
 from fillblank import params as params_module
@@ -37,6 +38,7 @@ def record(name: str, models: Path) -> dict:
     return {"method": name, "files": files, "models": {infiller.name: sha256(infiller)}}
 
 
+@cache  # every method's record hashes the same package files, the infillers' the same model
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
