@@ -17,7 +17,7 @@ from fillblank.model import save_checkpoint
 from stages import length as length_stage
 from toy_models import fill_params, one_thread, random_captioner, random_models  # noqa: F401
 
-RULED = ["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown"]  # the methods that rank lengths by it
+RULED = ["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "infill", "infill_rerank"]  # the methods that rank lengths by it
 
 
 def test_the_tuned_bonus_picks_the_fills_of_most_cider_not_the_nearest_lengths():

@@ -15,8 +15,9 @@ never on test (`tune`): the bonus whose choices among `bibs`'s fills of every le
 the most CIDEr there. Tuned to the length error instead, the bonus chose lengths nearer the
 true ones but fills of less CIDEr: on flickr8k-dev 1.75 nats against 1.0, and `bibs` kept
 92.7% of its known-length CIDEr on the short blanks of ratio 0.25 against 96.8% (README,
-Choosing the length). Methods that end a fill by a model's own end marker (`infill`)
-and the oracle `exact`, which proves the fill of highest S(Y), do not use it.
+Choosing the length). The infiller, which ends a fill by its own end marker, ranks its
+ended fills by its log-prob + bonus x len(fill), the same bonus (fillblank/decode/infilling.py
+says why); the oracle `exact` proves the fill of highest S(Y) + bonus x len(fill).
 """
 
 import json
