@@ -55,7 +55,7 @@ def source_folder(folder: Path) -> Path:
         entries.append({"filename": name, "imgid": imgid, "split": splits.get(name, "train"), "sentences": sentences})
     entries[0]["sentences"].append({"raw": "Un café naïve sur l'herbe", "sentid": 9})
     entries[1]["sentences"].append({"raw": "?!", "sentid": 19})  # nothing left once normalised
-    entries.append({"filename": "rgb3.jpg", "imgid": 99, "split": "train", "sentences": []})
+    entries.append({"filename": "unlisted.jpg", "imgid": 99, "split": "train", "sentences": []})  # and not in the zip
     folder.mkdir(parents=True)
     (folder / "dataset_flickr8k.json").write_bytes(json.dumps({"images": entries}, ensure_ascii=False).encode("utf-8-sig"))
     with zipfile.ZipFile(folder / "Flickr8k_Dataset.zip", "w") as archive:
@@ -86,7 +86,7 @@ def test_every_awkward_input_is_handled_counted_and_never_a_traceback(tmp_path):
     assert "3 test captions of skipped images left out" in out  # truncated.jpg is a test image
 
     dropped = json.loads((project / "data/prepared/flickr8k/dropped.json").read_text())["dropped"]
-    assert [(d["filename"], d["reason"]) for d in dropped] == [("grey.jpg", "empty caption '?!'"), ("rgb3.jpg", "no sentences")]
+    assert [(d["filename"], d["reason"]) for d in dropped] == [("grey.jpg", "empty caption '?!'"), ("unlisted.jpg", "no sentences")]
     skipped = json.loads((project / "data/features/flickr8k.skipped.json").read_text())["skipped"]
     assert sorted(s["filename"] for s in skipped) == ["empty.jpg", "text.jpg", "truncated.jpg"]
     tokens = pq.read_table(project / "data/prepared/flickr8k/captions.parquet")["tokens"].to_pylist()

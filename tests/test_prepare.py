@@ -66,8 +66,20 @@ def test_vocabulary_counts_the_train_split_only(tmp_path, params_file):
         (json.dumps({"images": [image(4, "tran", "a dog"), {"imgid": 5}, image(6, "val", "ok"), 7, image(8, "x"), image(9, "y")]}).encode(),
          "5 bad entries: image 4 (4.jpg): unknown split 'tran' (expected one of train, restval, val, test); "
          "image 5 (no filename): missing filename, split; entry #3: not an object; and 2 more"),
+        (json.dumps({"images": [image(7, "train", "a dog", filename="a.jpg"), image(7, "test", "a cat", filename="b.jpg")]}).encode(),
+         "1 bad entry: image 7 (b.jpg): imgid 7 is also image 7 (a.jpg)'s"),
+        (json.dumps({"images": [image(1, "train", "a dog"), image(2, "test", "a dog", filename="1.jpg")]}).encode(),
+         "1 bad entry: image 2 (1.jpg): filename '1.jpg' is also image 1 (1.jpg)'s"),
+        (json.dumps({"images": [image(1, "train", "a") | {"imgid": "1"}, image(2, "train", "b") | {"imgid": True},
+                                image(3, "train", "c") | {"imgid": 1.5}, image(4, "train", "d") | {"imgid": None}]}).encode(),
+         "4 bad entries: image 1 (1.jpg): imgid '1' is not an integer; image True (2.jpg): imgid True is not an integer; "
+         "image 1.5 (3.jpg): imgid 1.5 is not an integer; and 1 more"),
+        (json.dumps({"images": [image(1, 3, "a"), image(2, "train") | {"sentences": ["a dog"]}, image(3, "train", filename=5)]}).encode(),
+         "3 bad entries: image 1 (1.jpg): unknown split 3 (expected one of train, restval, val, test); image 2 (2.jpg): sentences is not a list of objects; "
+         "image 3 (5): filename 5 is not a file name"),
     ],
-    ids=["not-utf8", "not-json", "not-karpathy", "unknown-split", "every-problem-at-once"],
+    ids=["not-utf8", "not-json", "not-karpathy", "unknown-split", "every-problem-at-once", "one-imgid-two-images",
+         "one-filename-two-ids", "imgid-not-an-integer", "wrong-types"],
 )
 def test_bad_caption_files_give_one_line_naming_file_and_entry(tmp_path, content, message):
     path = tmp_path / "dataset_bad.json"

@@ -20,8 +20,9 @@ Real caption files have holes: an image listed without sentences, a caption of n
 but punctuation. Those are dropped, not fatal: `read` returns them beside the table, one
 `{"image_id", "filename", "sentence_id", "reason"}` each, and the prepare stage lists them
 in `dropped.json`. A file that cannot be read as captions at all (not UTF-8, not JSON, an
-entry without filename, imgid or split, an unknown split) is one `UserError` naming the
-file and every bad entry, so that one run shows them all. A UTF-8 byte-order mark, as
+entry without filename, imgid or split or with one of the wrong type, an unknown split, an
+imgid or filename that two entries share, which would mix two images' features and
+references) is one `UserError` naming the file and every bad entry, so that one run shows them all. A UTF-8 byte-order mark, as
 Windows editors write, is accepted.
 """
 
@@ -66,17 +67,20 @@ def read(path: str | Path) -> tuple[pa.Table, list[Dropped]]:
         raise UserError(f"{path}: expected an object with an 'images' list (Karpathy's split format)")
 
     rows, dropped, problems = {name: [] for name in SCHEMA.names}, [], []
+    owners: dict[tuple[str, object], str] = {}  # ("imgid" or "filename", value) -> the entry that used it first
     for position, image in enumerate(data["images"]):
         if not isinstance(image, dict):
             problems.append(f"entry #{position}: not an object")
             continue
         where = f"image {image.get('imgid', f'#{position}')} ({image.get('filename', 'no filename')})"
-        if missing := [key for key in ("filename", "imgid", "split") if key not in image]:
-            problems.append(f"{where}: missing {', '.join(missing)}")
+        if problem := entry_problem(image):
+            problems.append(f"{where}: {problem}")
             continue
-        if image["split"] not in SPLITS:
-            problems.append(f"{where}: unknown split {image['split']!r} (expected one of {', '.join(SPLITS)})")
+        if clash := [f"{key} {image[key]!r} is also {owners[key, image[key]]}'s" for key in ("imgid", "filename")
+                     if (key, image[key]) in owners]:
+            problems.append(f"{where}: {'; '.join(clash)}")
             continue
+        owners |= {("imgid", image["imgid"]): where, ("filename", image["filename"]): where}
         entry = {"image_id": image["imgid"], "filename": image["filename"]}
         if not image.get("sentences"):
             dropped.append(entry | {"sentence_id": None, "reason": "no sentences"})
@@ -97,3 +101,25 @@ def read(path: str | Path) -> tuple[pa.Table, list[Dropped]]:
         more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
         raise UserError(f"{path}: {len(problems)} bad entr{'y' if len(problems) == 1 else 'ies'}: {'; '.join(problems[:SHOWN])}{more}")
     return pa.Table.from_pydict(rows, schema=SCHEMA), dropped
+
+
+def entry_problem(image: dict) -> str | None:
+    """Why one entry of the file's `images` cannot be read as an image's captions, or None."""
+    if missing := [key for key in ("filename", "imgid", "split") if key not in image]:
+        return f"missing {', '.join(missing)}"
+    if not is_int(image["imgid"]):
+        return f"imgid {image['imgid']!r} is not an integer"
+    if not isinstance(image["filename"], str) or not image["filename"]:
+        return f"filename {image['filename']!r} is not a file name"
+    if not isinstance(image["split"], str) or image["split"] not in SPLITS:
+        return f"unknown split {image['split']!r} (expected one of {', '.join(SPLITS)})"
+    sentences = image.get("sentences") or []
+    if not isinstance(sentences, list) or not all(isinstance(sentence, dict) for sentence in sentences):
+        return "sentences is not a list of objects"
+    if bad := [sentence["sentid"] for sentence in sentences if sentence.get("sentid") is not None and not is_int(sentence["sentid"])]:
+        return f"sentid {bad[0]!r} is not an integer"
+    return None
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
