@@ -6,8 +6,8 @@ that no cached stage would otherwise notice:
 - A misspelt or unknown key anywhere in params.yaml (`fill.beem: 3`, `datasets: [flickr9k]`)
   stops the run with one line naming it, even when every other stage is cached.
 - A local source folder (`sources.<dataset>`) is a real dependency: this stage writes
-  data/sources/<dataset>.json, every file below the folder with its size and modification
-  time, and download@<dataset> depends on it. Editing a file there re-runs download; an
+  data/sources/<dataset>.json, every file below the folder (through symlinked folders, as
+  the sources read them) with its size and modification time, and download@<dataset> depends on it. Editing a file there re-runs download; an
   untouched folder gives the same bytes, so download stays cached. (Sizes and times, not
   hashes: hashing COCO's 19 GB on every run would take minutes.)
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fillblank import params as params_module
 from fillblank.atomic import write_text
-from fillblank.data.download import local_folder
+from fillblank.data.download import files_below, local_folder
 from fillblank.errors import UserError, run
 
 
@@ -29,7 +29,7 @@ def manifest(dataset: str, source: str | dict | None) -> dict:
     if not isinstance(source, str):
         return {"dataset": dataset, "source": source}
     folder = local_folder(source, dataset)
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = files_below(folder)
     listed = [[p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
     return {"dataset": dataset, "source": str(folder.resolve()), "files": listed}
 

@@ -19,6 +19,7 @@ from fillblank.data import karpathy
 from fillblank.data.download import Remote
 from fillblank.data.sources import coco, flickr8k, flickr30k, splits
 from fillblank.errors import UserError
+from stages.source import manifest
 
 
 def jpeg(seed: int) -> bytes:
@@ -83,6 +84,46 @@ def test_an_unpacked_image_folder_and_the_split_zip_are_accepted(tmp_path):
     assert names_in(packed) == ["Flicker8k_Dataset/a.jpg", "Flicker8k_Dataset/b.jpg"]
     with zipfile.ZipFile(packed) as archive:
         assert archive.read("Flicker8k_Dataset/a.jpg") == (source / "Flicker8k_Dataset/a.jpg").read_bytes()
+
+
+def test_a_zip_unpacked_beside_itself_is_refused(tmp_path):
+    source = tmp_path / "copy"
+    (source / "dataset_flickr8k.json").parent.mkdir()
+    (source / "dataset_flickr8k.json").write_text(json.dumps(split_json("flickr8k", ["a.jpg"])))
+    write_zip(source / "Flickr8k_Dataset.zip", {"Flicker8k_Dataset/a.jpg": jpeg(1)})
+    for folder in ("Flicker8k_Dataset", "__MACOSX/Flicker8k_Dataset"):  # what `unzip` leaves
+        (source / folder).mkdir(parents=True)
+        (source / folder / "a.jpg").write_bytes(jpeg(2))  # say, a photo fixed by hand: which one is meant?
+    with pytest.raises(UserError, match=r"holds the same images twice \(Flickr8k_Dataset.zip and Flicker8k_Dataset\); keep one"):
+        flickr8k.fetch(tmp_path / "raw", str(source))
+
+
+def test_images_in_a_symlinked_folder_are_packed_and_listed_as_dependencies(tmp_path):
+    elsewhere = tmp_path / "disk2"
+    elsewhere.mkdir()
+    (elsewhere / "b.jpg").write_bytes(jpeg(2))
+    source = tmp_path / "copy"
+    (source / "Flicker8k_Dataset").mkdir(parents=True)
+    (source / "Flicker8k_Dataset" / "a.jpg").write_bytes(jpeg(1))
+    (source / "Flicker8k_Dataset" / "more").symlink_to(elsewhere)
+    (source / "Flicker8k_Dataset" / "loop").symlink_to(source / "Flicker8k_Dataset")  # a cycle: walked once
+    (source / "dataset_flickr8k.json").write_text(json.dumps(split_json("flickr8k", ["a.jpg", "b.jpg"])))
+    flickr8k.fetch(tmp_path / "raw", str(source))
+    assert names_in(tmp_path / "raw/images/Flicker8k_Dataset.zip") == ["Flicker8k_Dataset/a.jpg", "Flicker8k_Dataset/more/b.jpg"]
+    listed = [name for name, size, mtime in manifest("flickr8k", str(source))["files"]]
+    assert "Flicker8k_Dataset/more/b.jpg" in listed  # so editing it re-runs download
+
+
+def test_a_corrupt_split_zip_is_one_line_and_leaves_no_partial_file(tmp_path):
+    source = tmp_path / "copy"
+    with zipfile.ZipFile(write_zip(source / "caption_datasets.zip", {}), "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("dataset_flickr8k.json", json.dumps(split_json("flickr8k", [f"{i}.jpg" for i in range(500)])))
+    data = bytearray((source / "caption_datasets.zip").read_bytes())
+    data[200:260] = bytes(60)  # a damaged download or disk
+    (source / "caption_datasets.zip").write_bytes(data)
+    with pytest.raises(UserError, match=r"caption_datasets.zip: dataset_flickr8k.json inside cannot be read \(error: Error -3"):
+        splits.split_file("flickr8k", tmp_path / "raw", source)
+    assert list((tmp_path / "raw").iterdir()) == []
 
 
 def test_a_local_folder_without_images_or_captions_says_what_is_missing(tmp_path):

@@ -12,9 +12,11 @@ that says what happened and, where the network is the problem, how to point
 A local source folder (`sources.<dataset>` in params.yaml) holds the same files as the
 official download, at its top or one folder down; images may also come as a tar or as
 the unpacked folder, which `add_images` packs into an uncompressed zip so that every
-dataset's images are `images/*.zip`. Local files are not compared with the official
-checksums (users may hold re-encoded copies); the `download` stage records the SHA-256 of
-every file it keeps in `SHA256SUMS`.
+dataset's images are `images/*.zip`. A folder holding both a zip and its unpacked copy is
+refused: an edit to one would be silently ignored for the other. Symlinked folders are
+read through, and listed (`files_below`) as they are read. Local files are not compared
+with the official checksums (users may hold re-encoded copies); the `download` stage
+records the SHA-256 of every file it keeps in `SHA256SUMS`.
 """
 
 import gzip
@@ -158,18 +160,37 @@ def local_folder(source: str, dataset: str) -> Path:
 
 
 def find(folder: Path, *names: str) -> Path | None:
-    """The first of `names` (a trailing "/" asks for a folder) in `folder` or one folder down."""
+    """The first of `names` (a trailing "/" asks for a folder) in `folder` or one folder down
+    (not in `__MACOSX`, where macOS's zips keep resource forks)."""
     for name in names:
         want_dir = name.endswith("/")
-        for path in (folder / name, *sorted(folder.glob(f"*/{name.rstrip('/')}"))):
+        below = sorted(p for p in folder.glob(f"*/{name.rstrip('/')}") if p.parent.name != "__MACOSX")
+        for path in (folder / name, *below):
             if path.is_dir() if want_dir else path.is_file():
                 return path
     return None
 
 
 def find_images(folder: Path, *stems: str) -> Path | None:
-    """An image archive or folder named after one of `stems` (`train2014.zip`, `train2014/`, ...)."""
-    return find(folder, *(stem + form for stem in stems for form in IMAGE_FORMS))
+    """The image archive or folder named after one of `stems` (`train2014.zip`, `train2014/`, ...)."""
+    found = [path for stem in stems for form in IMAGE_FORMS if (path := find(folder, stem + form))]
+    if len(found) > 1:
+        names = " and ".join(path.relative_to(folder).as_posix() for path in found)
+        raise UserError(f"{folder}: holds the same images twice ({names}); keep one, so that an edit is never read from the other")
+    return found[0] if found else None
+
+
+def files_below(folder: Path) -> list[Path]:
+    """Every file below `folder`, in name order, through symlinked folders (each real folder once)."""
+    seen, files = set(), []
+    for top, subfolders, names in os.walk(folder, followlinks=True):
+        status = os.stat(top)
+        if (status.st_dev, status.st_ino) in seen:
+            subfolders.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        files += [path for name in names if (path := Path(top) / name).is_file()]
+    return sorted(files)
 
 
 def add_images(found: Path, images: Path) -> Path:
@@ -182,7 +203,7 @@ def add_images(found: Path, images: Path) -> Path:
     images.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
         if found.is_dir():
-            files = sorted(p for p in found.rglob("*") if p.is_file())
+            files = files_below(found)
             for path in tqdm(files, desc=f"packing {found.name}", unit="file"):
                 with path.open("rb") as src:
                     _store(archive, path.relative_to(found.parent).as_posix(), path.stat().st_size, src)
