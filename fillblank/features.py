@@ -38,6 +38,7 @@ import os
 import re
 import urllib.error
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,8 +61,10 @@ from fillblank.errors import UserError
 
 LIBRARIES = ("torch", "torchvision", "pillow", "numpy", "h5py")  # whose versions the provenance records
 LITE_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
-# What a broken image raises while PIL opens, decodes or converts it (SyntaxError: some broken PNGs).
-IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile, Image.DecompressionBombError)
+# What a broken image raises while its zip member is inflated and PIL opens, decodes or converts
+# it (zlib.error: a corrupt member; SyntaxError: some broken PNGs).
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile, zlib.error, Image.DecompressionBombError)
+READABLE = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}  # compression methods zipfile reads
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,33 @@ def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple
     return positions, images, failed
 
 
+def member_index(archives: Sequence[Path], wanted: set[str]) -> dict[str, tuple[Path, str]]:
+    """Where each of the `wanted` base names is in `archives`: (archive, member). Names are
+    read with either slash (Windows' own zip writer stores `\\`). A name held by two members
+    of different content, or a member no `zipfile` can read (encrypted, or packed with a
+    method it lacks, as Deflate64), is one `UserError`, not a silent pick or a crash hours in."""
+    index: dict[str, tuple[Path, zipfile.ZipInfo]] = {}
+    for archive in sorted(archives):
+        try:
+            with zipfile.ZipFile(archive) as zipped:
+                members = zipped.infolist()
+        except (zipfile.BadZipFile, OSError) as error:
+            raise UserError(f"{archive}: not a readable zip ({error})") from None
+        for info in members:
+            name = PurePosixPath(info.filename.replace("\\", "/")).name
+            if name not in wanted:
+                continue
+            if info.flag_bits & 0x1 or info.compress_type not in READABLE:
+                problem = "encrypted" if info.flag_bits & 0x1 else f"packed with compression method {info.compress_type}"
+                raise UserError(f"{archive}: {info.filename} is {problem}, which Python's zipfile cannot read; re-pack the images with `zip`")
+            if name in index and (index[name][1].CRC, index[name][1].file_size) != (info.CRC, info.file_size):
+                first = f"{index[name][0].name}:{index[name][1].filename}"
+                raise UserError(f"{name}: two different images by that name ({first} and {archive.name}:{info.filename}); "
+                                f"keep one, or rename one and its entry in the captions")
+            index.setdefault(name, (archive, info))
+    return {name: (archive, info.filename) for name, (archive, info) in index.items()}
+
+
 def extract(
     images: Sequence[tuple[int, str]],
     archives: Sequence[Path],
@@ -211,14 +241,7 @@ def extract(
 ) -> tuple[int, int]:
     """Features of `images` ((image_id, filename) pairs), each found by the base name of its
     filename in `archives`; return (features written, images skipped)."""
-    index = {}
-    for archive in sorted(archives):
-        try:
-            with zipfile.ZipFile(archive) as zipped:
-                for member in zipped.namelist():
-                    index.setdefault(PurePosixPath(member).name, (archive, member))
-        except (zipfile.BadZipFile, OSError) as error:
-            raise UserError(f"{archive}: not a readable zip ({error})") from None
+    index = member_index(archives, {PurePosixPath(filename).name for _, filename in images})
     images = sorted(set(images))
     found = [(image_id, filename) for image_id, filename in images if PurePosixPath(filename).name in index]
     skipped = [

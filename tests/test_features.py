@@ -76,6 +76,33 @@ def test_truncated_and_non_image_files_are_listed_and_skipped(extracted):
     assert reasons["missing.jpg"] == "not in any image zip"
 
 
+def write_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zipped:
+        for name, data in members.items():
+            zipped.writestr(name, data)
+    return path
+
+
+def test_images_are_found_by_base_name_with_either_slash_and_a_name_for_two_images_is_refused(tmp_path):
+    windows = write_zip(tmp_path / "a.zip", {"photos\\0.jpg": jpeg(0), "photos\\1.jpg": jpeg(1)})  # as Compress-Archive writes
+    same = write_zip(tmp_path / "b.zip", {"copy/0.jpg": jpeg(0)})  # the very same photo again: harmless
+    assert features.member_index([same, windows], {"0.jpg", "1.jpg"}) == {"0.jpg": (windows, "photos\\0.jpg"), "1.jpg": (windows, "photos\\1.jpg")}
+    backup = write_zip(tmp_path / "c.zip", {"Backup/0.jpg": jpeg(7)})
+    with pytest.raises(UserError, match=r"^0.jpg: two different images by that name \(a.zip:photos\\0.jpg and c.zip:Backup/0.jpg\); keep one"):
+        features.member_index([windows, backup], {"0.jpg"})
+    assert features.member_index([windows, backup], {"1.jpg"}) == {"1.jpg": (windows, "photos\\1.jpg")}  # only names asked for count
+
+
+def test_a_zip_member_that_zipfile_cannot_inflate_is_one_line(tmp_path):
+    data = bytearray(write_zip(tmp_path / "x.zip", {"photos/0.jpg": jpeg(0)}).read_bytes())
+    for header, method_at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # as Windows' Deflate64 (method 9) marks it
+        at = data.index(header) + method_at
+        data[at : at + 2] = (9).to_bytes(2, "little")
+    (tmp_path / "x.zip").write_bytes(data)
+    with pytest.raises(UserError, match=r"x.zip: photos/0.jpg is packed with compression method 9, which Python's zipfile cannot read"):
+        features.member_index([tmp_path / "x.zip"], {"0.jpg"})
+
+
 def test_read_gives_the_rows_of_the_images_asked_for_in_their_order(extracted):
     _, out, _ = extracted
     with h5py.File(out) as file:

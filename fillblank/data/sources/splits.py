@@ -7,6 +7,7 @@ splits that captioning papers report on. A dataset's raw folder keeps only its o
 
 import shutil
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from fillblank.data.download import Remote, copy, download, find
@@ -39,6 +40,9 @@ def split_file(dataset: str, dest: Path, folder: Path | None) -> Path:
                 shutil.copyfileobj(src, dst)
     except (zipfile.BadZipFile, StopIteration):
         raise UserError(f"{archive}: not Karpathy's {CAPTION_DATASETS.name} (no {target.name} inside)") from None
+    except (zlib.error, NotImplementedError, RuntimeError, EOFError) as error:  # corrupt, Deflate64, encrypted, cut short
+        target.unlink(missing_ok=True)
+        raise UserError(f"{archive}: {target.name} inside cannot be read ({type(error).__name__}: {error})") from None
     finally:
         if found is None:
             archive.unlink()  # the download: the raw folder keeps only this dataset's file
