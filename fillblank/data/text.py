@@ -3,8 +3,9 @@
 Normalising follows NeuralTalk's preprocessing: lower-case, drop every character that is
 not `a-z`, `0-9` or whitespace (so "don't" becomes "dont"), split on whitespace. Accented
 letters are first folded to their ASCII base letter through Unicode's NFKD decomposition
-("café naïve" becomes "cafe naive", not "caf nave"); letters with no such base (ß, ø, CJK)
-are still dropped.
+("café naïve" becomes "cafe naive", not "caf nave"), and case is folded after decomposing,
+so that letters that decompose to capitals count too ("ℌ" to "h", "№" to "no", "ß" to
+"ss"); letters with no such base (ø, æ, CJK) are still dropped.
 
 `vocab.json` layout:
 
@@ -37,7 +38,7 @@ _DROP = re.compile(r"[^a-z0-9\s]")
 
 def normalise(text: str) -> list[str]:
     """Lower-case words of `[a-z0-9]`, accents folded, everything else dropped."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())  # "é" -> "e" + a combining accent
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())  # "é" -> "e" + a combining accent
     return _DROP.sub("", "".join(c for c in decomposed if not unicodedata.combining(c))).split()
 
 
