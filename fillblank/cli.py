@@ -1,7 +1,7 @@
 """The `fillblank` command: fill the blank in a caption of your own image.
 
     fillblank fill --image photo.jpg --caption "a dog ___ in the snow" [--length 2 | --length auto]
-                   [--method bibs] [--top 5] [--dataset shapes] [--models DIR] [--json]
+                   [--method bibs] [--top K] [--dataset shapes] [--models DIR] [--json]
     fillblank methods
 
 `fill` uses what the pipeline built for the dataset, found from the current folder (the
@@ -130,12 +130,15 @@ def image_features(image: Image.Image, features_file: Path) -> torch.Tensor:
         return net.model(net.transform(image)[None])  # shape: (1, D)
 
 
-def rank(method: str, models: Models, blank: Blanks, length: int | None, p, top: int) -> list[tuple[list[int], float]]:
+def rank(method: str, models: Models, blank: Blanks, length: int | None, p, top: int | None) -> list[tuple[list[int], float]]:
     """Up to `top` fills of the one blank, best first, with their S(Y): those of the method's
-    ranker, or its one fill where it has none (`fillblank methods` says which rank)."""
+    ranker, or its one fill where it has none (`fillblank methods` says which rank). `m_best`
+    steers BiBS's search, not only how many fills it returns, so the ranker searches with the
+    fill stage's `m_best` (top None: that many fills), and the first fill is the one the fill
+    stage writes; only a `top` above it widens the search, whose best may then differ."""
     entry = registry.methods()[method]
     if entry.ranks is not None:
-        return entry.ranks(models, blank, length, p.model_copy(update={"m_best": top}))[0]
+        return entry.ranks(models, blank, length, p.model_copy(update={"m_best": max(top or 0, p.m_best)}))[0][:top]
     [tokens] = entry.fill(models, blank, length, p)
     [score] = fill_scores(partial(bidirectional, models), blank, [0], [tokens]).tolist()
     return [(tokens, score)]
@@ -220,8 +223,9 @@ def parser() -> argparse.ArgumentParser:
            help="how many words the blank holds, or auto to let the method choose (default: auto)")
     option("--method", choices=list(registry.methods()), default="bibs",
            help="how to search for the fill (default: bibs); `fillblank methods` describes each")
-    option("--top", type=positive, default=5, metavar="K",
-           help="how many fills to print, best first (default: 5); methods that rank (see `fillblank methods`) give several, the others one")
+    option("--top", type=positive, default=None, metavar="K",
+           help="how many fills to print, best first (default: fill.m_best, as the fill stage searches); methods that rank "
+                "(see `fillblank methods`) give several, the others one; above fill.m_best it widens BiBS's search")
     option("--dataset", choices=sources.NAMES, default="shapes", help="whose captioners to use (default: shapes)")
     option("--models", type=Path, default=None, metavar="DIR",
            help="folder holding forward.pt and backward.pt (default: data/models/<dataset>)")

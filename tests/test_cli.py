@@ -15,8 +15,10 @@ import torch
 from PIL import Image
 
 from conftest import SHAPES
+from toy_models import fill_params, random_models
 from fillblank import blanks, cli
 from fillblank.decode import registry
+from fillblank.decode.step import Blanks
 from fillblank.data.text import END_ID, START_ID, Vocab
 from fillblank.errors import UserError
 from fillblank.model import load_checkpoint
@@ -164,6 +166,20 @@ def test_methods_lists_every_method_with_its_settings(capsys):
 
 
 # ---------------------------------------------------------------------------- filling
+
+
+def test_the_first_fill_printed_is_the_fill_stage_s_whatever_top_asks_up_to_m_best():
+    models = random_models(vocab=30, seed=5)
+    generator = torch.Generator().manual_seed(5)
+    p = fill_params(beam=4, m_best=3, sweeps=2, max_length=4, length_bonus=1.0)
+    for blank in range(16):  # contexts of 0 to 3 words a side: the reviewer's case, where `m_best` steered the search
+        left, right = (torch.randint(4, 30, (int(torch.randint(0, 4, (1,), generator=generator)),), generator=generator).tolist() for _ in "lr")
+        one = Blanks(torch.randn(1, 3, generator=generator), [left], [right])
+        for length in (3, None):
+            [stage_fill] = registry.methods()["bibs"].fill(models, one, length, p)
+            for top in (None, 1, 2, 3):
+                ranked = cli.rank("bibs", models, one, length, p, top)
+                assert ranked[0][0] == stage_fill and len(ranked) <= (top or p.m_best)
 
 
 @pytest.mark.slow
