@@ -11,13 +11,13 @@ from fillblank.decode.registry import methods
 from fillblank.decode.step import Blanks, Models
 from fillblank.errors import UserError
 from fillblank.data.text import Vocab
-from fillblank.infill import Blanked, Infiller, Loss, context_ids, fit, padded
+from fillblank.infill import LENGTHS, Blanked, Infiller, Loss, context_ids, fit, padded
 from fillblank.model import load_checkpoint, save_checkpoint
 from fillblank.params import Fill, InfillSettings
 from fillblank import train
 from test_train import SETTINGS as CAPTIONER
 from test_train import finish, load, project, stage, write_colours
-from toy_models import one_thread  # noqa: F401  (autouse: these models are tiny too)
+from toy_models import fill_params, one_thread, random_models  # noqa: F401  (one_thread: autouse, these models are tiny too)
 
 SETTINGS = InfillSettings(seed=0, width=32, heads=2, layers=1, feedforward=64, image_tokens=2, dropout=0.0, lr=0.003,
                           clip=1.0, batch_size=20, max_epochs=12, patience=12)
@@ -105,6 +105,14 @@ def test_known_length_writes_exactly_that_many_words(colours, trained):
     blanks = Blanks(torch.eye(4)[:2], [vocab.ids(["the"])] * 2, [vocab.ids(["red"])] * 2)
     for length in (1, 2, 3):
         assert [len(fill) for fill in methods()["infill"].fill(Models(None, None, trained.model), blanks, length, P)] == [length] * 2
+
+
+def test_a_blank_longer_than_the_length_tokens_is_told_the_longest():
+    models = random_models(vocab=12, seed=0)
+    blank = Blanks(torch.randn(1, 3), [[4]], [[5]])  # a 33-word blank: a 44-word COCO caption at ratio 0.75
+    p = fill_params(beam=2, m_best=1, sweeps=0, max_length=3)
+    assert [len(fill) for fill in methods()["infill"].fill(models, blank, LENGTHS + 1, p)] == [LENGTHS + 1]
+    assert [len(fill) for fill in methods()["infill_rerank"].fill(models, blank, LENGTHS + 1, p)] == [LENGTHS + 1]
 
 
 def test_the_same_settings_train_the_same_weights(colours, tmp_path):

@@ -28,7 +28,7 @@ from fillblank.decode.registry import register
 from fillblank.decode.rescore import best_first
 from fillblank.decode.step import Blanks, Models, both_ways, read_on
 from fillblank.errors import UserError
-from fillblank.infill import Infiller, context_ids, padded
+from fillblank.infill import LENGTHS, Infiller, context_ids, padded
 from fillblank.params import Fill
 
 
@@ -115,7 +115,7 @@ def log_prob(model: Infiller, context: tuple[Tensor, Tensor], rows: list[int], f
     memory, pad = context
     device = memory.device
     at = torch.tensor(rows, device=device)  # shape: (R,)
-    prefix = padded([[length or 0, *fill] for fill in fills]).to(device)  # shape: (R, T)
+    prefix = padded([[min(length or 0, LENGTHS), *fill] for fill in fills]).to(device)  # shape: (R, T); told at most LENGTHS, as in training
     targets = padded([[*fill, END_ID] for fill in fills]).to(device)  # shape: (R, T)
     log_probs = model.decode(memory[at], pad[at], prefix).gather(2, targets[:, :, None])[:, :, 0]  # shape: (R, T)
     return torch.where(targets != PAD_ID, log_probs, 0.0).sum(1)
