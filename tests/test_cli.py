@@ -172,9 +172,9 @@ def test_the_first_fill_printed_is_the_fill_stage_s_whatever_top_asks_up_to_m_be
     models = random_models(vocab=30, seed=5)
     generator = torch.Generator().manual_seed(5)
     p = fill_params(beam=4, m_best=3, sweeps=2, max_length=4, length_bonus=1.0)
-    for blank in range(16):  # contexts of 0 to 3 words a side: the reviewer's case, where `m_best` steered the search
-        left, right = (torch.randint(4, 30, (int(torch.randint(0, 4, (1,), generator=generator)),), generator=generator).tolist() for _ in "lr")
-        one = Blanks(torch.randn(1, 3, generator=generator), [left], [right])
+    words = lambda: torch.randint(4, 30, (int(torch.randint(0, 4, (1,), generator=generator)),), generator=generator).tolist()  # noqa: E731
+    for blank in range(16):  # 0 to 3 words a side, where a different `m_best` gave another best fill
+        one = Blanks(torch.randn(1, 3, generator=generator), [words()], [words()])
         for length in (3, None):
             [stage_fill] = registry.methods()["bibs"].fill(models, one, length, p)
             for top in (None, 1, 2, 3):
