@@ -9,8 +9,9 @@ blank's length is that median (fitted on the validation blanks of the first
 `fill.tune_images` images, as stage length tunes the bonus; a visible count never seen
 takes the nearest seen one), and each method named fills it as if that length were known.
 It prints, per ratio, the mean length error and the CIDEr of those fills, with both as the
-project's own unknown-length fills have them (by the word bonus; `infill`'s by its own
-`<end>`), and each CIDEr as a share of `bibs`'s with the length known.
+project's own unknown-length fills have them (by the word bonus; `infill`'s too since
+commit 0cd01cd, by its own `<end>` before), and each CIDEr as a share of `bibs`'s with the
+length known.
 """
 
 import argparse
