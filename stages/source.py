@@ -7,9 +7,10 @@ that no cached stage would otherwise notice:
   stops the run with one line naming it, even when every other stage is cached.
 - A local source folder (`sources.<dataset>`) is a real dependency: this stage writes
   data/sources/<dataset>.json, every file below the folder (through symlinked folders, as
-  the sources read them) with its size and modification time, and download@<dataset> depends on it. Editing a file there re-runs download; an
-  untouched folder gives the same bytes, so download stays cached. (Sizes and times, not
-  hashes: hashing COCO's 19 GB on every run would take minutes.)
+  the sources read them) with its size and modification time, and download@<dataset>
+  depends on it. Editing a file there re-runs download; an untouched folder gives the same
+  bytes, so download stays cached. (Sizes and times, not hashes: hashing COCO's 19 GB on
+  every run would take minutes.)
 
 For `shapes` and the official downloads the record is just the source's settings.
 """

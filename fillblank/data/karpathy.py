@@ -22,8 +22,8 @@ but punctuation. Those are dropped, not fatal: `read` returns them beside the ta
 in `dropped.json`. A file that cannot be read as captions at all (not UTF-8, not JSON, an
 entry without filename, imgid or split or with one of the wrong type, an unknown split, an
 imgid or filename that two entries share, which would mix two images' features and
-references) is one `UserError` naming the file and every bad entry, so that one run shows them all. A UTF-8 byte-order mark, as
-Windows editors write, is accepted.
+references) is one `UserError` naming the file and every bad entry, so that one run shows
+them all. A UTF-8 byte-order mark, as Windows editors write, is accepted.
 """
 
 import json
