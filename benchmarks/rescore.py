@@ -39,7 +39,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = Captioner(VOCAB, FEATURES, EMBED, HIDDEN, dropout=0.0).eval()
     split = captions(args.sentences, torch.Generator().manual_seed(0))
-    words = [row[1:n].tolist() for row, n in zip(split.tokens, split.lengths.tolist())]  # without <start> and <end>
+    words = [split.words(n) for n in range(len(split))]
     batches = list(torch.arange(args.sentences).split(args.batch))
     loss = Loss(model)
 

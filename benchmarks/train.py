@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fillblank import params
-from fillblank.data.text import END_ID, PAD_ID, SPECIALS, START_ID, Vocab, normalise
+from fillblank.data.text import PAD_ID, SPECIALS, Vocab, normalise
 from fillblank.train import Data, Split, fit
 
 VOCAB, FEATURES, IMAGES = 2500, 1280, 500
@@ -63,16 +63,12 @@ def word_counts(count: int, generator: torch.Generator) -> torch.Tensor:
 
 def captions(count: int, generator: torch.Generator) -> Split:
     lengths = word_counts(count, generator)
-    tokens = torch.full((count, int(lengths.max()) + 2), PAD_ID)
-    for i, length in enumerate(lengths.tolist()):
-        words = torch.randint(len(SPECIALS), VOCAB, (length,), generator=generator)
-        tokens[i, : length + 2] = torch.cat([torch.tensor([START_ID]), words, torch.tensor([END_ID])])
-    return Split(
+    words = [torch.randint(len(SPECIALS), VOCAB, (length,), generator=generator).tolist() for length in lengths.tolist()]
+    return Split.of(
         image_ids=torch.arange(IMAGES),
         features=torch.rand(IMAGES, FEATURES, generator=generator),
         rows=torch.randint(0, IMAGES, (count,), generator=generator),
-        tokens=tokens,
-        lengths=lengths + 1,
+        captions=words,
     )
 
 

@@ -123,7 +123,7 @@ class Blanked:
 
     def __init__(self, split: Split, seed: int, blank: int):
         self.split, self.seed, self.blank = split, seed, blank
-        self.words = [row[1 : int(n)].tolist() for row, n in zip(split.tokens, split.lengths)]  # without <start> and <end>
+        self.words = [split.words(n) for n in range(len(split))]
         self.drawn: tuple[int, Tensor, Tensor, Tensor] | None = None
 
     def __len__(self) -> int:

@@ -66,16 +66,31 @@ DIRECTIONS = ("forward", "backward")
 
 @dataclass(frozen=True)
 class Split:
-    """One split's captions as tensors, ready to batch."""
+    """One split's captions as tensors, ready to batch. The captions lie back to back, not
+    padded to the longest, so that one very long caption costs its own length, not the
+    split's size times it (a 2,000-word caption among COCO's 400,000 would take 6 GB)."""
 
     image_ids: Tensor  # (I,) int64: the split's images, sorted
     features: Tensor  # (I, D) float32: their features
     rows: Tensor  # (N,) int64: each caption's image, as a row of `features`
-    tokens: Tensor  # (N, L) int64: <start>, the words (reversed for backward), <end>, then <pad>
+    tokens: Tensor  # (total,) int64: each caption's <start>, words (reversed for backward) and <end>, one after another
+    starts: Tensor  # (N,) int64: where each caption's <start> is in `tokens`
     lengths: Tensor  # (N,) int64: tokens each caption must predict: its words and <end>
+
+    @classmethod
+    def of(cls, image_ids: Tensor, features: Tensor, rows: Tensor, captions: list[list[int]]) -> "Split":
+        """The split of `captions` (word ids, without <start> and <end>), caption n of image row `rows[n]`."""
+        lengths = torch.tensor([len(ids) + 1 for ids in captions], dtype=torch.long)
+        tokens = torch.tensor([token for ids in captions for token in (START_ID, *ids, END_ID)], dtype=torch.long)
+        return cls(image_ids, features, rows, tokens, torch.cumsum(lengths + 1, 0) - (lengths + 1), lengths)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def words(self, n: int) -> list[int]:
+        """Caption n's word ids, without <start> and <end>."""
+        start = int(self.starts[n])
+        return self.tokens[start + 1 : start + int(self.lengths[n])].tolist()
 
     def count(self, index: Tensor, epoch: int) -> int:
         """The tokens the captions `index` predict."""
@@ -83,8 +98,10 @@ class Split:
 
     def batch(self, index: Tensor, epoch: int) -> tuple[Tensor, Tensor, Tensor]:
         """features (B, D), inputs (B, T) from <start>, targets (B, T): the inputs shifted by one."""
-        length = int(self.lengths[index].max())
-        tokens = self.tokens[index, : length + 1]  # shape: (B, T + 1)
+        span = torch.arange(int(self.lengths[index].max()) + 1)  # shape: (T + 1,)
+        real = span < self.lengths[index, None] + 1  # shape: (B, T + 1)
+        at = (self.starts[index, None] + span).clamp(max=len(self.tokens) - 1)  # shape: (B, T + 1)
+        tokens = torch.where(real, self.tokens[at], PAD_ID)  # shape: (B, T + 1)
         return self.features[self.rows[index]], tokens[:, :-1], tokens[:, 1:]
 
 
@@ -134,16 +151,11 @@ def load_data(vocab: Path, captions: Path, features: Path, direction: str) -> Da
         if rows.empty:
             raise UserError(f"{captions}: no captions in the {name} split with features in {features}")
         image_ids = np.unique(rows["image_id"].to_numpy())
-        tokens = np.full((len(rows), 2 + rows["tokens"].map(len).max()), PAD_ID, dtype=np.int64)
-        for i, caption in enumerate(rows["tokens"]):
-            ids = words.ids(caption[::-1] if direction == "backward" else caption)
-            tokens[i, : len(ids) + 2] = [START_ID, *ids, END_ID]
-        splits[name] = Split(
+        splits[name] = Split.of(
             image_ids=torch.from_numpy(image_ids),
             features=image_features.read(features, image_ids),
             rows=torch.from_numpy(np.searchsorted(image_ids, rows["image_id"].to_numpy())),
-            tokens=torch.from_numpy(tokens),
-            lengths=torch.from_numpy(rows["tokens"].map(len).to_numpy() + 1),
+            captions=[words.ids(caption[::-1] if direction == "backward" else caption) for caption in rows["tokens"]],
         )
     inputs = {"vocab": vocab, "captions": captions, "features": features}
     provenance = {"direction": direction, **{f"{name}_sha256": _sha256(Path(path)) for name, path in inputs.items()}}
@@ -280,7 +292,7 @@ def greedy(model: Captioner, features: Tensor, max_length: int) -> list[list[int
 
 def examples(model: Captioner, data: Data, count: int) -> list[str]:
     """Greedy captions of the first `count` validation images, one line each, in reading order."""
-    captions = greedy(model, data.val.features[:count], max_length=data.train.tokens.shape[1])
+    captions = greedy(model, data.val.features[:count], max_length=int(data.train.lengths.max()) + 1)
     reverse = data.provenance["direction"] == "backward"
     return [
         f"image {image_id}: {' '.join(data.vocab.decode(ids[::-1] if reverse else ids))}"

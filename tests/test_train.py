@@ -20,7 +20,7 @@ from fillblank.errors import UserError
 from fillblank import provenance
 from fillblank.model import load_checkpoint, read_checkpoint, save_checkpoint
 from fillblank.params import TrainSettings
-from fillblank.train import examples, fit, load_data
+from fillblank.train import Split, examples, fit, load_data
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = ("red", "green", "blue", "black")
@@ -85,12 +85,24 @@ def test_backward_data_reads_each_caption_reversed(colours):
     forward, backward = load(colours), load(colours, "backward")
     vocab = forward.vocab
     first = forward.train.rows.tolist().index(0)  # a caption of image 1 (image 0 is in val)
-    assert forward.train.tokens[first, :6].tolist() == [START_ID, *vocab.ids(["a", "green", "thing"]), END_ID, PAD_ID]
-    assert backward.train.tokens[first, :6].tolist() == [START_ID, *vocab.ids(["thing", "green", "a"]), END_ID, PAD_ID]
+    assert forward.train.words(first) == vocab.ids(["a", "green", "thing"])
+    assert backward.train.words(first) == vocab.ids(["thing", "green", "a"])
     assert forward.train.lengths[first] == 4  # three words and <end>
     assert forward.train.image_ids[0] == 1 and forward.val.image_ids[:2].tolist() == [0, 5]
     with h5py.File(colours / "features.h5") as file:
         assert torch.equal(forward.val.features[1], torch.from_numpy(file["features"][5]))
+
+
+def test_a_batch_pads_its_captions_and_a_long_caption_costs_only_its_own_length():
+    captions = [[4, 5, 6]] * 1000 + [[7] * 2000]
+    split = Split.of(torch.arange(2), torch.zeros(2, 8), torch.zeros(1001, dtype=torch.long), captions)
+    assert split.tokens.numel() == 1000 * 5 + 2002  # <start>, the words, <end>: no padding stored
+    features, inputs, targets = split.batch(torch.tensor([3, 1000]), epoch=0)
+    assert inputs.shape == targets.shape == (2, 2001)  # the longest's words and <end>
+    assert inputs[0, :5].tolist() == [START_ID, 4, 5, 6, END_ID] and set(inputs[0, 5:].tolist()) == {PAD_ID}
+    assert targets[0, :4].tolist() == [4, 5, 6, END_ID] and targets[1, -1] == END_ID
+    _, inputs, _ = split.batch(torch.tensor([0, 999]), epoch=0)
+    assert inputs.shape == (2, 4) and split.words(1000) == [7] * 2000
 
 
 def test_captions_of_images_without_features_are_left_out(colours, tmp_path):
