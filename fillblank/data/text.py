@@ -34,11 +34,14 @@ SPECIALS = (PAD, START, END, UNK)
 PAD_ID, START_ID, END_ID, UNK_ID = range(4)
 
 _DROP = re.compile(r"[^a-z0-9\s]")
+# Latin letters that no decomposition splits into a base letter and an accent, as in ASCII spelling
+_LETTERS = str.maketrans({"æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ħ": "h", "ı": "i"})
 
 
 def normalise(text: str) -> list[str]:
     """Lower-case words of `[a-z0-9]`, accents folded, everything else dropped."""
-    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())  # "é" -> "e" + a combining accent
+    lower = unicodedata.normalize("NFKD", text).casefold().translate(_LETTERS)
+    decomposed = unicodedata.normalize("NFKD", lower)  # "é" -> "e" + a combining accent
     return _DROP.sub("", "".join(c for c in decomposed if not unicodedata.combining(c))).split()
 
 
