@@ -31,6 +31,7 @@ changed) and commit the fixture's new `metrics.json`.
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -112,6 +113,8 @@ def moved(committed: dict, new: dict, tolerance: float | dict[str, float]) -> li
             rows.append((name, None, after, "new"))
         elif after is None:
             rows.append((name, before, None, "gone"))
+        elif not (math.isfinite(before) and math.isfinite(after)):
+            rows.append((name, before, after, "not a finite number"))
         elif change(before, after) > allowed:
             rows.append((name, before, after, f"moved by {after - before:+.6g}"))
     return rows

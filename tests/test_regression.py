@@ -77,6 +77,14 @@ def test_new_and_gone_metrics_count_as_moved():
     ]
 
 
+def test_a_metric_that_is_not_a_finite_number_counts_as_moved():
+    rows = moved(METRICS, changed({"known/bibs/0.5/CIDEr": float("nan"), "unknown/forward/0.5/length_error": float("inf")}), TOLERANCE)
+    assert [(name, why) for name, *_, why in rows] == [
+        ("known.bibs.0.5.CIDEr", "not a finite number"),
+        ("unknown.forward.0.5.length_error", "not a finite number"),
+    ]
+
+
 def test_bibs_below_any_baseline_on_cider_at_any_ratio_fails():
     assert bibs_behind(changed({"known/bibs/0.5/CIDEr": 0.55})) == [("known.bibs.0.5.CIDEr", 0.6, 0.55, "below fb_rerank")]
     assert bibs_behind(changed({"unknown/bibs_unknown/0.5/CIDEr": 0.3})) == [
