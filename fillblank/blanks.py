@@ -1,7 +1,8 @@
 """Blank sets: every test caption with a contiguous run of its words removed, once per ratio.
 
 For ratio r and an n-word caption, k = round(r * n) words are removed (halves round up;
-Python's `round` would send 2.5 to 2 but 3.5 to 4), at most n - 2 so that a word stays on
+Python's `round` would send 2.5 to 2 but 3.5 to 4; r * n taken exactly, as the decimal r
+is written, since 0.58 * 25 is 14.499999999999998 in floats), at most n - 2 so that a word stays on
 each side whenever the caption allows, and at least one. The run is centred: (n - k) // 2
 words stay on the left, the odd one out goes to the right. There is no sampling: the same
 captions give the same blanks. A quick run may take the captions of the first `images`
@@ -24,6 +25,7 @@ by sentence id, then ratio in the order of the params:
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,7 +50,7 @@ def cut(words: Sequence[str], ratio: float) -> tuple[list[str], list[str], list[
     n = len(words)
     if n == 0:
         raise ValueError("cannot blank an empty caption")
-    length = max(1, min(math.floor(ratio * n + 0.5), n - 2))
+    length = max(1, min(math.floor(Fraction(str(ratio)) * n + Fraction(1, 2)), n - 2))
     start = (n - length) // 2
     return list(words[:start]), list(words[start : start + length]), list(words[start + length :])
 

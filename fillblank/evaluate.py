@@ -42,6 +42,7 @@ import shutil
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -149,7 +150,7 @@ def read_fills(folder: Path, methods: Sequence[str], blanks: pd.DataFrame) -> pd
     for method in methods:
         path = Path(folder) / f"{method}.parquet"
         fills = read_table(path, FILL_COLUMNS)
-        check_fills(fills, blanks, path)
+        check_fills(fills, blanks, path, registry.methods()[method].settings)
         frames.append(fills.assign(method=method))
     return pd.concat(frames, ignore_index=True)
 
@@ -167,11 +168,17 @@ def read_provenance(folder: Path, methods: Sequence[str]) -> dict:
     return {"forward": first.get("forward"), "backward": first.get("backward"), "fill": {m: made[m].get("fill") for m in methods}}
 
 
-def check_fills(fills: pd.DataFrame, blanks: pd.DataFrame, path: Path) -> None:
-    """Stop with one line unless `fills` fills every blank of the set, once per setting it has."""
+def check_fills(fills: pd.DataFrame, blanks: pd.DataFrame, path: Path, settings: Sequence[str]) -> None:
+    """Stop with one line unless `fills` fills every blank of the set once in each of the
+    method's `settings`, with a finite score: a stale file holding one setting, or none,
+    would otherwise drop the method from the tables without a word."""
     remedy = "were these fills made from another blank set? `dvc repro` makes them again"
     if unknown := set(fills["setting"]) - set(SETTINGS):
         raise UserError(f"{path}: unknown setting(s) {', '.join(map(repr, sorted(unknown)))} (expected known, unknown)")
+    if missing := [setting for setting in settings if setting not in set(fills["setting"])]:
+        raise UserError(f"{path}: no fills with the length {' or '.join(missing)}, which the method runs in; `dvc repro` makes them again")
+    if len(odd := fills[~np.isfinite(fills["score"].to_numpy(dtype=float))]):
+        raise UserError(f"{path}: blank {odd['blank_id'].iloc[0]} ({odd['setting'].iloc[0]} length) has score {odd['score'].iloc[0]}, not a finite number")
     twice = fills[fills.duplicated(["setting", "blank_id"])]
     if len(twice):
         raise UserError(f"{path}: blank {twice['blank_id'].iloc[0]} is filled twice in the {twice['setting'].iloc[0]} setting")
@@ -212,6 +219,9 @@ def evaluate(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFrame, 
     refs_of_image = references(captions)
     if orphans := set(blanks["image_id"]) - set(refs_of_image.index):
         raise UserError(f"the blank set has images without captions (e.g. image {min(orphans)}): blanks of another dataset?")
+    if blanks["image_id"].nunique() < 2:
+        raise UserError("the blank set holds the captions of one image: CIDEr weighs an n-gram by how few images' "
+                        "references hold it, so with one image it is 0 for every fill; blank two images or more")
     refs = dict(zip(blanks["blank_id"], refs_of_image.loc[blanks["image_id"]]))
 
     rows = fills.merge(blanks[["blank_id", "ratio", "blank"]], on="blank_id")

@@ -133,7 +133,17 @@ class Blanks(Section):
     """The blank sets (fillblank/blanks.py): each test caption is cut once per ratio."""
 
     ratios: list[Annotated[float, Field(gt=0, lt=1)]] = Field(min_length=1)
-    test_images: Annotated[int, Field(gt=0)] | None  # the first N test images only (a quick run); null: all
+    # The first N test images only (a quick run); null: all. Two at least: CIDEr weighs an
+    # n-gram by how few images' references hold it, and with one image every weight is 0.
+    test_images: Annotated[int, Field(ge=2)] | None
+
+    @field_validator("ratios")
+    @classmethod
+    def distinct(cls, ratios: list[float]) -> list[float]:
+        keys = [f"{ratio:g}" for ratio in ratios]  # as the metrics name them (fillblank/evaluate.py)
+        if twice := next((key for key in keys if keys.count(key) > 1), None):
+            raise ValueError(f"two ratios are both {twice} in the metrics' keys (6 significant digits); give each once")
+        return ratios
 
 
 class Fill(Section):

@@ -38,6 +38,11 @@ def test_blank_lengths_at_the_edges(caption, ratio, blank):
     assert left + cut_words + right == words
 
 
+def test_a_half_rounds_up_when_floats_fall_just_below_it():
+    assert len(cut([f"w{i}" for i in range(25)], 0.58)[1]) == 15  # 0.58 * 25 = 14.5; in floats 14.499999999999998
+    assert len(cut([f"w{i}" for i in range(50)], 0.29)[1]) == 15  # 14.5, as written
+
+
 def test_the_blank_set_has_a_row_per_test_caption_and_ratio():
     captions = pa.table({
         "image_id": [7, 7, 3, 9],
@@ -62,10 +67,15 @@ def test_an_empty_test_caption_is_named():
         table(captions, [0.5])
 
 
-@pytest.mark.parametrize("ratios", ["[0.5, 1.0]", "[0]", "[]"])
-def test_ratios_outside_zero_one_stop_before_any_work(params_file, ratios):
+@pytest.mark.parametrize("ratios", ["[0.5, 1.0]", "[0]", "[]", "[0.25, 0.25]", "[0.1234561, 0.1234564]"])
+def test_ratios_outside_zero_one_or_named_twice_stop_before_any_work(params_file, ratios):
     with pytest.raises(UserError, match="blanks.ratios"):
         params.load(params_file({"ratios: [0.25, 0.5, 0.75]": f"ratios: {ratios}"}))
+
+
+def test_a_quick_run_of_one_test_image_is_refused_for_cider(params_file):
+    with pytest.raises(UserError, match="blanks.test_images"):
+        params.load(params_file({"test_images: null": "test_images: 1"}))
 
 
 def test_the_stage_writes_the_blank_set_without_the_skipped_images(tmp_path, params_file):

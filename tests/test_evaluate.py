@@ -6,10 +6,12 @@ The stage itself is in test_evaluate_stage.py: each file starts Java once.
 import math
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from fillblank.errors import UserError
-from fillblank.evaluate import BLANK_COLUMNS, FILL_COLUMNS, check_fills, read_fills, read_table, score
+from fillblank.evaluate import BLANK_COLUMNS, CAPTION_COLUMNS, FILL_COLUMNS, SETTINGS as BOTH, check_fills, evaluate, read_fills, read_results, read_table, score
 from fillblank.report import tables
 from synthetic import write_dataset
 
@@ -90,25 +92,25 @@ def fitting(tmp_path) -> tuple:
     write_dataset(tmp_path)
     blanks = read_table(tmp_path / "data/blanks/shapes.parquet", BLANK_COLUMNS)
     fills = read_table(tmp_path / "data/fills/shapes/bibs.parquet", FILL_COLUMNS)
-    check_fills(fills, blanks, Path("bibs.parquet"))  # as written, they fit
+    check_fills(fills, blanks, Path("bibs.parquet"), BOTH)  # as written, they fit
     return fills, blanks
 
 
 def test_a_missing_row_stops_with_one_line(fitting):
     fills, blanks = fitting
     with pytest.raises(UserError, match=r"^bibs.parquet: the known-length fills cover 11 of 12 blanks \(blank 3 missing\); were these fills made from another blank set\?"):
-        check_fills(fills.drop(index=3), blanks, Path("bibs.parquet"))
+        check_fills(fills.drop(index=3), blanks, Path("bibs.parquet"), BOTH)
 
 
 def test_fills_of_another_blank_set_stop_with_one_line(fitting):
     fills, blanks = fitting
     fewer = blanks[blanks["ratio"] == 0.25]
     with pytest.raises(UserError, match="known-length fills for blanks 1, 3, 5 and 3 more, which are not in the blank set"):
-        check_fills(fills, fewer, Path("bibs.parquet"))
+        check_fills(fills, fewer, Path("bibs.parquet"), BOTH)
     other = fills.copy()
     other.loc[0, "sentence"] = "a red circle is right of a blue square"
     with pytest.raises(UserError, match=r"blank 0 \(known length\): sentence 'a red circle is right of a blue square' is not"):
-        check_fills(other, blanks, Path("bibs.parquet"))
+        check_fills(other, blanks, Path("bibs.parquet"), BOTH)
 
 
 def test_a_known_length_fill_of_another_length_stops(fitting):
@@ -117,7 +119,38 @@ def test_a_known_length_fill_of_another_length_stops(fitting):
     fills.at[0, "length"] += 1
     fills.at[0, "sentence"] = " ".join([*blanks.at[0, "left"], *fills.at[0, "fill"], *blanks.at[0, "right"]])
     with pytest.raises(UserError, match="has length 3, the blank 2 words"):
-        check_fills(fills, blanks, Path("bibs.parquet"))
+        check_fills(fills, blanks, Path("bibs.parquet"), BOTH)
+
+
+def test_fills_missing_a_setting_or_with_a_score_not_finite_stop_with_one_line(fitting):
+    fills, blanks = fitting
+    known = fills[fills["setting"] == "known"]
+    with pytest.raises(UserError, match="^bibs.parquet: no fills with the length unknown, which the method runs in"):
+        check_fills(known, blanks, Path("bibs.parquet"), BOTH)  # a stale file would drop the method from a table
+    with pytest.raises(UserError, match="no fills with the length known or unknown"):
+        check_fills(fills.iloc[:0], blanks, Path("bibs.parquet"), BOTH)
+    check_fills(known, blanks, Path("exact.parquet"), ("known",))  # a method of one setting
+    fills.loc[4, "score"] = float("nan")
+    with pytest.raises(UserError, match=r"blank 4 \(known length\) has score nan, not a finite number"):
+        check_fills(fills, blanks, Path("bibs.parquet"), BOTH)
+
+
+def test_a_caption_as_one_string_is_refused_not_read_letter_by_letter(tmp_path):
+    path = tmp_path / "captions.parquet"
+    pq.write_table(pa.table({"image_id": [1], "filename": ["1.jpg"], "raw": ["A dog."], "tokens": ["a dog"]}), path)
+    with pytest.raises(UserError, match="column tokens holds string, not lists of words"):
+        read_table(path, CAPTION_COLUMNS)
+    pq.write_table(pa.table({"image_id": [1, 2], "filename": ["1.jpg", "2.jpg"], "raw": ["A dog.", ""], "tokens": [["a", "dog"], None]}), path)
+    with pytest.raises(UserError, match="column tokens: row 1 is null, not a list of words"):
+        read_table(path, CAPTION_COLUMNS)
+
+
+def test_a_blank_set_of_one_image_is_refused_before_scoring(tmp_path):
+    write_dataset(tmp_path)
+    fills, blanks, captions = read_results(tmp_path, "shapes", ["bibs"])
+    one = blanks[blanks["image_id"] == blanks["image_id"].iloc[0]]
+    with pytest.raises(UserError, match="the blank set holds the captions of one image: CIDEr"):
+        evaluate(fills[fills["blank_id"].isin(one["blank_id"])], one, captions)
 
 
 def test_only_the_methods_named_are_read(tmp_path):

@@ -62,7 +62,7 @@ def check(folder, method, settings):
     path = folder / "fills" / f"{method}.parquet"
     assert pq.read_schema(path).names == list(FILL_COLUMNS)
     fills, blank_set = read_table(path, FILL_COLUMNS), read_table(folder / "blanks.parquet", BLANK_COLUMNS)
-    check_fills(fills, blank_set, path)  # what the evaluate stage demands: every blank, sentences that add up
+    check_fills(fills, blank_set, path, settings)  # what the evaluate stage demands: every blank, sentences that add up
     assert sorted(set(fills["setting"])) == settings
     assert len(fills) == len(blank_set) * len(settings)
     assert (fills["score"] < 0).all() and (fills["seconds"] > 0).all()
