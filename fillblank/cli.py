@@ -156,7 +156,7 @@ def fill(args: argparse.Namespace) -> None:
     if unknown:
         print(f"warning: not in the {args.dataset} vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
     device = decode.device(p.device)
-    models = load_models(inputs.forward.parent, vocab, device)
+    models = load_models(inputs.forward.parent, vocab, device, registry.methods()[args.method].reads_infiller, inputs.features)
     feats = image_features(image, inputs.features).to(device)  # shape: (1, D)
     expected = models.forward.sizes["feature_dim"]
     if feats.shape[1] != expected:

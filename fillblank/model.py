@@ -26,6 +26,7 @@ reads, so a checkpoint from elsewhere cannot run code):
      "vocab_sha256": "...", "state_dict": {...}}
 """
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -128,12 +129,31 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def load_models(folder: Path, vocab: Vocab, device: torch.device | str = "cpu", infiller: bool = True) -> "Models":
+def load_models(folder: Path, vocab: Vocab, device: torch.device | str = "cpu", infiller: bool = True,
+                features: Path | None = None) -> "Models":
     """The captioners `folder/{forward,backward}.pt` and, when asked for and there, the
-    infiller `folder/infill.pt`, on `device`."""
+    infiller `folder/infill.pt`, on `device`. Each must be the model its file names, and all
+    must read the same features, those of `features` when given (the CLI's, whose backbone
+    reads the user's photo): a swapped pair, or models of other features, would fill fluently
+    and wrongly."""
     from fillblank.decode.step import Models
     from fillblank.infill import Infiller
 
-    path = folder / "infill.pt"
-    return Models(load_checkpoint(folder / "forward.pt", vocab).to(device), load_checkpoint(folder / "backward.pt", vocab).to(device),
-                  load_checkpoint(path, vocab, Infiller).to(device) if infiller and path.is_file() else None)
+    paths = {"forward": folder / "forward.pt", "backward": folder / "backward.pt"}
+    if infiller and (folder / "infill.pt").is_file():
+        paths["infill"] = folder / "infill.pt"
+    loaded = {role: load_checkpoint(path, vocab, Infiller if role == "infill" else Captioner) for role, path in paths.items()}
+    for role, model in loaded.items():
+        if model.config.get("direction") != role:
+            raise UserError(f"{paths[role]}: holds the {model.config.get('direction')} model, not the {role} one")
+    trained_on = {role: model.config["features_sha256"] for role, model in loaded.items() if "features_sha256" in model.config}
+    if features is not None:
+        with open(features, "rb") as file:
+            trained_on["given"] = hashlib.file_digest(file, "sha256").hexdigest()
+    if len(set(trained_on.values())) > 1:
+        shown = ", ".join(f"{paths.get(role, features)} {sha[:12]}" for role, sha in trained_on.items())
+        raise UserError(f"the models were not trained on the same features ({shown}); retrain them, or give the features they were trained on")
+    widths = {role: model.sizes["feature_dim"] for role, model in loaded.items()}
+    if len(set(widths.values())) > 1:
+        raise UserError(f"{folder}: the models read features of different sizes ({', '.join(f'{r} {w}' for r, w in widths.items())})")
+    return Models(loaded["forward"].to(device), loaded["backward"].to(device), loaded["infill"].to(device) if "infill" in loaded else None)

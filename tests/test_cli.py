@@ -245,6 +245,39 @@ def test_models_elsewhere_are_found_with_models_dir(capsys, in_project, tmp_path
     assert len(result["fills"]) == 1
 
 
+def test_a_swapped_pair_or_models_of_other_features_are_refused_not_decoded(capsys, in_project, tmp_path):
+    image = image_file(in_project, 0, tmp_path)
+    ask = ("fill", "--image", str(image), "--caption", "a ___ circle")
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    shutil.copy(in_project / "data/models/shapes/forward.pt", swapped / "backward.pt")
+    shutil.copy(in_project / "data/models/shapes/backward.pt", swapped / "forward.pt")
+    status, _, err = fillblank(capsys, *ask, "--models", str(swapped))
+    assert status == 2 and "swapped/forward.pt: holds the backward model, not the forward one" in err
+    other = tmp_path / "other.h5"  # the same backbone, so the photo's features would be fine, but not the models'
+    shutil.copy(in_project / "data/features/shapes.h5", other)
+    with h5py.File(other, "a") as file:
+        file["features"][0] += 1
+    status, _, err = fillblank(capsys, *ask, "--features", str(other))
+    assert status == 2 and "the models were not trained on the same features" in err and str(other) in err
+
+
+def test_a_vocab_file_that_is_not_one_is_one_line(capsys, in_project, tmp_path):
+    image = image_file(in_project, 0, tmp_path)
+    for content in ("not json", '{"images": []}'):
+        (tmp_path / "vocab.json").write_text(content)
+        status, _, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a ___ circle", "--vocab", str(tmp_path / "vocab.json"))
+        assert status == 2 and err.count("\n") == 1 and "not a vocab.json" in err
+
+
+def test_a_method_without_the_infiller_does_not_read_it(capsys, in_project, tmp_path):
+    mine = tmp_path / "mine"
+    shutil.copytree(in_project / "data/models/shapes", mine)
+    (mine / "infill.pt").write_bytes(b"broken")
+    image = image_file(in_project, 0, tmp_path)
+    assert len(fill_json(capsys, "--image", str(image), "--caption", "a ___ circle", "--models", str(mine), "--method", "bibs")["fills"]) >= 1
+
+
 # ---------------------------------------------------------------------------- the image's features
 
 

@@ -3,7 +3,7 @@ import torch
 
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError
-from fillblank.model import Captioner, load_checkpoint, save_checkpoint
+from fillblank.model import Captioner, load_checkpoint, load_models, save_checkpoint
 
 VOCAB = Vocab.build([["a", "red", "blue", "circle", "square"]], min_count=1)  # 9 ids with the specials
 
@@ -107,3 +107,23 @@ def test_a_missing_or_foreign_file_is_one_clear_error(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="other.pt: not a fillblank checkpoint"):
         load_checkpoint(tmp_path / "other.pt", VOCAB)
+
+
+def test_a_pair_is_loaded_only_if_each_is_its_direction_and_both_read_the_same_features(tmp_path):
+    def pair(forward: dict, backward: dict, backward_features: int = 6) -> None:
+        save_checkpoint(tmp_path / "forward.pt", captioner(), forward, VOCAB)
+        torch.manual_seed(1)
+        other = Captioner(vocab_size=len(VOCAB), feature_dim=backward_features, embed=32, hidden=64, dropout=0.0)
+        save_checkpoint(tmp_path / "backward.pt", other, backward, VOCAB)
+
+    pair({"direction": "forward", "features_sha256": "aa"}, {"direction": "backward", "features_sha256": "aa"})
+    assert load_models(tmp_path, VOCAB).infiller is None
+    pair({"direction": "backward"}, {"direction": "backward"})
+    with pytest.raises(UserError, match="forward.pt: holds the backward model, not the forward one"):
+        load_models(tmp_path, VOCAB)
+    pair({"direction": "forward", "features_sha256": "aa"}, {"direction": "backward", "features_sha256": "bb"})
+    with pytest.raises(UserError, match="not trained on the same features .*forward.pt aa, .*backward.pt bb"):
+        load_models(tmp_path, VOCAB)
+    pair({"direction": "forward"}, {"direction": "backward"}, backward_features=5)
+    with pytest.raises(UserError, match="read features of different sizes \\(forward 6, backward 5\\)"):
+        load_models(tmp_path, VOCAB)
