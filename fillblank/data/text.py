@@ -28,6 +28,7 @@ from functools import cached_property
 from pathlib import Path
 
 from fillblank.atomic import write_text
+from fillblank.errors import UserError
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
@@ -61,8 +62,13 @@ class Vocab:
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(tuple(data["words"]), tuple(data["counts"]), data["min_count"])
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(tuple(data["words"]), tuple(data["counts"]), data["min_count"])
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise UserError(f"{path}: not a vocab.json (written by the prepare stage): {type(error).__name__} {error}") from None
 
     def to_json(self) -> str:
         return json.dumps({"min_count": self.min_count, "words": self.words, "counts": self.counts}, indent=1) + "\n"
