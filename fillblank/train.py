@@ -20,8 +20,9 @@ Resuming: after every epoch the file `resume` holds all that is needed to go on:
      "best": state dict of the best epoch, "best_epoch": int, "history": [row per epoch],
      "train_tokens": int, "train_seconds": float}
 
-It is used only when its `config` equals this run's (the settings, the direction and the
-SHA-256 of every input), so changed params or data start afresh instead of resuming.
+It is used only when its `config` equals this run's (the settings, the direction, the
+SHA-256 of every input and of the training code, `TRAINING_CODE`), so changed params, data
+or code start afresh instead of resuming.
 
 Distributed: under `torchrun --nproc_per_node N`, every process reads all the data, and
 process r takes the captions r, r + N, ... of each batch; DDP sums the gradients so that
@@ -62,6 +63,7 @@ from fillblank.model import Captioner, load_checkpoint, read_checkpoint
 from fillblank.params import TrainSettings
 
 DIRECTIONS = ("forward", "backward")
+TRAINING_CODE = ("train.py", "model.py", "infill.py", "distributed.py")  # in fillblank/
 
 
 @dataclass(frozen=True)
@@ -210,14 +212,17 @@ def loop(settings: Schedule, train: Examples, val: Examples, config: dict, resum
     torch.manual_seed(mixed_seed(settings.seed))
     model, optimizer, loss_module = build()
     model.to(device)
-    state = _resumed(resume, config, device)
+    # What a resumed run must match: the settings and inputs, and the code that trained it
+    # (a fix to the loss must not go on from epochs of the old code).
+    resumable = config | {"code_sha256": code_sha256()}
+    state = _resumed(resume, resumable, device)
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if rank == 0:
             print(f"resuming from {resume} after epoch {state['epoch']}")
     else:
-        state = dict(config=config, epoch=0, best=None, best_epoch=0, history=[], train_tokens=0, train_seconds=0.0)
+        state = dict(config=resumable, epoch=0, best=None, best_epoch=0, history=[], train_tokens=0, train_seconds=0.0)
     loss = DistributedDataParallel(loss_module) if world > 1 else loss_module
 
     while state["epoch"] < settings.max_epochs and state["epoch"] - state["best_epoch"] < settings.patience:
@@ -320,6 +325,14 @@ def _resumed(resume: Path, config: dict, device) -> dict | None:
     except Exception:  # a state we cannot read is a state we cannot use: start afresh
         return None
     return state if state.get("config") == config else None
+
+
+def code_sha256() -> str:
+    """One SHA-256 over the training code: the modules dvc.yaml lists as the train stages' code."""
+    digest = hashlib.sha256()
+    for name in TRAINING_CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
 
 
 def _sha256(path: Path) -> str:

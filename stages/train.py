@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--prepared", type=Path, default=None, help="default: data/prepared/<dataset>")
     parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
     parser.add_argument("--model", type=Path, default=None, help="default: data/models/<dataset>/<direction>.pt")
-    parser.add_argument("--metrics", type=Path, default=None, help="default: metrics/train/<dataset>-<direction>.json")
+    parser.add_argument("--metrics", type=Path, default=None,
+                        help="default: metrics/train/<dataset>-<direction>.json, or beside --model (<model>.metrics.json) when that is given")
     args = parser.parse_args()
     params = params_module.load()
     infilling = args.direction == "infill"
@@ -49,7 +50,8 @@ def main() -> None:
     prepared = args.prepared or Path("data/prepared") / args.dataset
     features = args.features or Path("data/features") / f"{args.dataset}.h5"
     model_path = args.model or Path("data/models") / args.dataset / f"{args.direction}.pt"
-    metrics = args.metrics or Path("metrics/train") / f"{args.dataset}-{args.direction}.json"
+    # A model trained elsewhere keeps its metrics beside it, not over the pipeline's.
+    metrics = args.metrics or (model_path.with_suffix(".metrics.json") if args.model else Path("metrics/train") / f"{args.dataset}-{args.direction}.json")
     resume = model_path.with_suffix(".resume.pt")
 
     with distributed.group():

@@ -20,6 +20,7 @@ from fillblank.errors import UserError
 from fillblank import provenance
 from fillblank.model import load_checkpoint, read_checkpoint, save_checkpoint
 from fillblank.params import TrainSettings
+from fillblank import train
 from fillblank.train import Split, examples, fit, load_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,6 +157,15 @@ def test_a_resume_file_of_other_settings_is_not_used(colours, tmp_path, capsys):
     assert resumed.history == fresh.history
 
 
+def test_a_resume_file_of_other_training_code_is_not_used(colours, tmp_path, capsys, monkeypatch):
+    data = load(colours)
+    with monkeypatch.context() as patched:
+        patched.setattr(train, "code_sha256", lambda: "the code before a fix")
+        fit(SETTINGS, data, tmp_path / "resume.pt")
+    resumed = fit(SETTINGS, data, tmp_path / "resume.pt")
+    assert "resuming" not in capsys.readouterr().out and len(resumed.history) > 0
+
+
 def project(tmp_path: Path, data: Path, **shapes: object) -> Path:
     """A working folder for `stages.train shapes`: params.yaml with `shapes` overrides, data beside it."""
     loaded = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -184,6 +194,14 @@ def finish(process: subprocess.Popen, cwd: Path) -> str:
 
 
 TINY = dict(embed=16, hidden=32, dropout=0.1, lr=0.01, rms_decay=0.99, batch_size=20, max_epochs=6, patience=6)
+
+
+@pytest.mark.slow
+def test_a_model_trained_elsewhere_keeps_its_metrics_beside_it_not_over_the_pipeline_s(colours, tmp_path):
+    cwd = project(tmp_path, colours, **(TINY | {"max_epochs": 1, "patience": 1}))
+    finish(stage(cwd, "forward", "--model", "variant/forward.pt"), cwd)
+    assert (cwd / "variant/forward.metrics.json").is_file() and (cwd / "variant/forward.metrics.csv").is_file()
+    assert not (cwd / "metrics").exists()
 
 
 @pytest.mark.slow  # fresh Python processes: about 10 s
