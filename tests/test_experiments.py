@@ -1,8 +1,11 @@
 """experiments/run.py: a run beyond the default, in its own copy of the project."""
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from conftest import REPO
+from experiments.paired import draws, exact
 from experiments.run import absolute_sources, copy_project
 
 
@@ -30,3 +33,13 @@ def test_copying_again_replaces_the_code_and_params_drops_deleted_files_and_keep
     assert yaml.safe_load((copy / "params.yaml").read_text())["fill"]["beam"] == 5
     assert (copy / "data/made.txt").read_text() == "a stage's output"
     assert (copy / "dvc.lock").read_text() == "the copy's own lock"
+
+
+def test_a_paired_bootstrap_draws_whole_images_and_counts_an_image_drawn_twice_twice():
+    fills = pd.DataFrame({"image_id": [1, 1, 2], "hit": [True, False, True]})
+    assert exact(fills, np.array([1, 2])) == 2 / 3
+    assert exact(fills, np.array([2, 2])) == 1.0
+    assert exact(fills, np.array([1, 1])) == 0.5
+    whole, *drawn = draws(np.array([1, 2, 3]), samples=5, seed=0)
+    assert whole.tolist() == [1, 2, 3] and len(drawn) == 5
+    assert all(len(d) == 3 and set(d.tolist()) <= {1, 2, 3} for d in drawn)
