@@ -31,7 +31,6 @@ Backbones, by name (`backbone(name, weights)`):
 Images are decoded in DataLoader workers, each opening its own handle on each zip.
 """
 
-import hashlib
 import io
 import json
 import os
@@ -58,6 +57,7 @@ from tqdm import tqdm
 from fillblank import images
 from fillblank.atomic import atomic_path, write_text
 from fillblank.errors import UserError
+from fillblank.provenance import file_sha256
 
 LIBRARIES = ("torch", "torchvision", "pillow", "numpy", "h5py")  # whose versions the provenance records
 LITE_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
@@ -109,7 +109,7 @@ def _lite(name: str, weights: str) -> Backbone:
             ) from None
         path = Path(getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path())
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        sha256 = _sha256(path)
+        sha256 = file_sha256(path)
     size = LITE_SIZES[name]
     transform = transforms.Compose([
         transforms.Resize(size + 32, interpolation=transforms.InterpolationMode.BICUBIC),
@@ -154,7 +154,7 @@ def _torchvision(name: str, weights: str) -> Backbone:
         ) from None
     sha256 = "none"
     if chosen is not None:
-        sha256 = _sha256(Path(torch.hub.get_dir()) / "checkpoints" / PurePosixPath(urlsplit(chosen.url).path).name)
+        sha256 = file_sha256(Path(torch.hub.get_dir()) / "checkpoints" / PurePosixPath(urlsplit(chosen.url).path).name)
     linears = [path for path, module in net.named_modules() if isinstance(module, nn.Linear)]
     if not linears:
         raise UserError(f"features.backbone: {name} has no final linear layer to take the features before")
@@ -163,11 +163,6 @@ def _torchvision(name: str, weights: str) -> Backbone:
     setattr(net.get_submodule(parent), child, nn.Identity())  # the classifier's input is the feature
     transform = (chosen or enum.DEFAULT).transforms()  # `none` still needs the input its architecture expects
     return Backbone(name, weights, net.eval(), transform, dim, sha256, {})
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 class ZipImages(Dataset):

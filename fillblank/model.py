@@ -26,7 +26,6 @@ reads, so a checkpoint from elsewhere cannot run code):
      "vocab_sha256": "...", "state_dict": {...}}
 """
 
-import hashlib
 import io
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from torch.nn import functional as F
 from fillblank.atomic import atomic_path
 from fillblank.data.text import PAD_ID, Vocab
 from fillblank.errors import UserError
+from fillblank.provenance import file_sha256
 
 State = tuple[Tensor, Tensor, Tensor]
 
@@ -148,8 +148,7 @@ def load_models(folder: Path, vocab: Vocab, device: torch.device | str = "cpu", 
             raise UserError(f"{paths[role]}: holds the {model.config.get('direction')} model, not the {role} one")
     trained_on = {role: model.config["features_sha256"] for role, model in loaded.items() if "features_sha256" in model.config}
     if features is not None:
-        with open(features, "rb") as file:
-            trained_on["given"] = hashlib.file_digest(file, "sha256").hexdigest()
+        trained_on["given"] = file_sha256(features)
     if len(set(trained_on.values())) > 1:
         shown = ", ".join(f"{paths.get(role, features)} {sha[:12]}" for role, sha in trained_on.items())
         raise UserError(f"the models were not trained on the same features ({shown}); retrain them, or give the features they were trained on")

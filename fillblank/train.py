@@ -61,6 +61,7 @@ from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError, run
 from fillblank.model import Captioner, load_checkpoint, read_checkpoint
 from fillblank.params import TrainSettings
+from fillblank.provenance import file_sha256
 
 DIRECTIONS = ("forward", "backward")
 TRAINING_CODE = ("train.py", "model.py", "infill.py", "distributed.py")  # in fillblank/
@@ -160,7 +161,7 @@ def load_data(vocab: Path, captions: Path, features: Path, direction: str) -> Da
             captions=[words.ids(caption[::-1] if direction == "backward" else caption) for caption in rows["tokens"]],
         )
     inputs = {"vocab": vocab, "captions": captions, "features": features}
-    provenance = {"direction": direction, **{f"{name}_sha256": _sha256(Path(path)) for name, path in inputs.items()}}
+    provenance = {"direction": direction, **{f"{name}_sha256": file_sha256(path) for name, path in inputs.items()}}
     return Data(words, splits["train"], splits["val"], provenance)
 
 
@@ -332,14 +333,6 @@ def code_sha256() -> str:
     digest = hashlib.sha256()
     for name in TRAINING_CODE:
         digest.update((Path(__file__).parent / name).read_bytes())
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 
