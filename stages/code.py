@@ -14,7 +14,6 @@ named by the item, is how one method gets a dep of its own.)
 """
 
 import argparse
-import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -24,6 +23,7 @@ from fillblank.atomic import write_text
 from fillblank.data import sources
 from fillblank.decode import registry
 from fillblank.errors import UserError, run
+from fillblank.provenance import file_sha256
 
 
 def record(name: str, models: Path) -> dict:
@@ -38,9 +38,7 @@ def record(name: str, models: Path) -> dict:
     return {"method": name, "files": files, "models": {infiller.name: sha256(infiller)}}
 
 
-@cache  # every method's record hashes the same package files, the infillers' the same model
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+sha256 = cache(file_sha256)  # every method's record hashes the same package files, the infillers' the same model
 
 
 def main() -> None:

@@ -6,25 +6,19 @@ renames the folder into place, so an interrupted download never looks finished.
 """
 
 import argparse
-import hashlib
 from pathlib import Path
 
 from fillblank import params as params_module
 from fillblank.atomic import atomic_path
 from fillblank.data import sources
 from fillblank.errors import run
+from fillblank.provenance import file_sha256
 
 
 def sha256sums(folder: Path) -> str:
     """`sha256sum`-style lines for every file below `folder`, in path order."""
-    lines = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
-        lines.append(f"{digest.hexdigest()}  {path.relative_to(folder).as_posix()}\n")
-    return "".join(lines)
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    return "".join(f"{file_sha256(path)}  {path.relative_to(folder).as_posix()}\n" for path in paths)
 
 
 def main() -> None:
