@@ -2,10 +2,12 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
+from pycocoevalcap.cider.cider import Cider
 
 from conftest import REPO
-from experiments.paired import draws, exact
+from experiments.paired import DrawnCider, draws, exact
 from experiments.run import absolute_sources, copy_project
 
 
@@ -43,3 +45,15 @@ def test_a_paired_bootstrap_draws_whole_images_and_counts_an_image_drawn_twice_t
     whole, *drawn = draws(np.array([1, 2, 3]), samples=5, seed=0)
     assert whole.tolist() == [1, 2, 3] and len(drawn) == 5
     assert all(len(d) == 3 and set(d.tolist()) <= {1, 2, 3} for d in drawn)
+
+
+def test_cider_of_a_draw_is_pycocoevalcaps_on_the_drawn_set_with_each_copy_a_key_of_its_own():
+    gts = {"a": ["a red square on the left", "a red box on the left"],
+           "b": ["two blue circles", "blue circles above a square", "two circles"],
+           "c": ["a green triangle", "one green triangle on top"]}
+    res = {"a": ["a red square"], "b": ["two blue squares above a circle"], "c": ["a green triangle on top of a red box"]}
+    scorer = DrawnCider(gts, res)
+    for times in ([1, 1, 1], [2, 0, 1], [0, 3, 1], [1, 0, 0]):
+        copies = [(copy, key) for key, count in zip(scorer.keys, times) for copy in range(count)]
+        expected, _ = Cider().compute_score({c: gts[c[1]] for c in copies}, {c: res[c[1]] for c in copies})
+        assert scorer(np.array(times, dtype=float)) == pytest.approx(expected, rel=1e-12)
