@@ -82,7 +82,7 @@ class DrawnCider:
         self.columns = len(ids)
         self.doc_key, self.doc_ngram = np.array(docs).T
         self.hyp_cell, self.hyp_ngram, hyp_tf = np.array(hyp).T
-        self.ref_cell, self.ref_ngram, ref_tf, self.overlap = np.array(ref).T
+        self.ref_cell, self.ref_ngram, ref_tf, self.shared = np.array(ref).T  # shared: min(tf_hyp, tf_ref) x tf_ref
         self.hyp_tf2, self.ref_tf2 = hyp_tf**2.0, ref_tf**2.0
         self.ref_key, self.ref_weight = np.array(ref_key), np.array(ref_weight)
 
@@ -96,7 +96,7 @@ class DrawnCider:
 
         hyp_norm = np.sqrt(sums(self.hyp_cell, self.hyp_ngram, self.hyp_tf2, len(self.keys)))
         ref_norm = np.sqrt(sums(self.ref_cell, self.ref_ngram, self.ref_tf2, len(self.ref_key)))
-        overlap = sums(self.ref_cell, self.ref_ngram, self.overlap, len(self.ref_key))
+        overlap = sums(self.ref_cell, self.ref_ngram, self.shared, len(self.ref_key))
         norms = hyp_norm[self.ref_key] * ref_norm
         cosine = np.divide(overlap, norms, out=np.zeros_like(overlap), where=norms > 0)
         per_key = np.bincount(self.ref_key, weights=cosine.sum(axis=1) * self.ref_weight, minlength=len(self.keys))
