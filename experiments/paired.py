@@ -106,16 +106,14 @@ class DrawnCider:
 def drawn_cider(gts: dict, res: dict, blanks_of: dict, images: np.ndarray):
     """`score(drawn images)` -> CIDEr of their blanks, as pycocoevalcap would score the drawn
     set with each copy of a twice-drawn image's blanks as keys of their own; checked against
-    pycocoevalcap on the whole set first."""
+    pycocoevalcap on the whole set first. `images`: the sorted ids drawn from (`np.unique`)."""
     scorer = DrawnCider(gts, res)
-    column = {key: i for i, key in enumerate(scorer.keys)}
-    keys_of = {image: np.array([column[blank] for blank in blanks_of[image]]) for image in images}
+    image_of = {blank: image for image in images for blank in blanks_of[image]}
+    key_image = np.searchsorted(images, [image_of[key] for key in scorer.keys])  # `images` is sorted
 
     def score(drawn: np.ndarray) -> float:
-        times = np.zeros(len(scorer.keys))
-        for image, count in zip(*np.unique(drawn, return_counts=True)):
-            times[keys_of[image]] = count
-        return scorer(times)
+        times = np.bincount(np.searchsorted(images, drawn), minlength=len(images))
+        return scorer(times[key_image].astype(float))
 
     whole, expected = score(images), Cider().compute_score(gts, res)[0]
     if not np.isclose(whole, expected, rtol=1e-9, atol=0):

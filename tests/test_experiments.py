@@ -7,7 +7,7 @@ import yaml
 from pycocoevalcap.cider.cider import Cider
 
 from conftest import REPO
-from experiments.paired import DrawnCider, draws, exact
+from experiments.paired import DrawnCider, drawn_cider, draws, exact
 from experiments.run import absolute_sources, copy_project
 
 
@@ -57,3 +57,12 @@ def test_cider_of_a_draw_is_pycocoevalcaps_on_the_drawn_set_with_each_copy_a_key
         copies = [(copy, key) for key, count in zip(scorer.keys, times) for copy in range(count)]
         expected, _ = Cider().compute_score({c: gts[c[1]] for c in copies}, {c: res[c[1]] for c in copies})
         assert scorer(np.array(times, dtype=float)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_drawn_image_brings_all_its_blanks_as_often_as_it_is_drawn():
+    gts = {10: ["a red square", "a red box"], 11: ["a red square", "a red box"], 20: ["two blue circles"], 30: ["a green triangle"]}
+    res = {10: ["a red box"], 11: ["a blue square"], 20: ["two circles"], 30: ["a green square"]}
+    score = drawn_cider(gts, res, {1: [10, 11], 2: [20], 3: [30]}, np.array([1, 2, 3]))
+    copies = [(0, 10), (0, 11), (1, 10), (1, 11), (2, 30)]  # image 1 drawn twice, image 3 once
+    expected, _ = Cider().compute_score({c: gts[c[1]] for c in copies}, {c: res[c[1]] for c in copies})
+    assert score(np.array([3, 1, 1])) == pytest.approx(expected, rel=1e-12)
