@@ -101,12 +101,16 @@ def trained_captioner(dataset: str) -> tuple[Models, Draw]:
     vocab = Vocab.load(Path("data/prepared") / dataset / "vocab.json")
     trained = load_models(Path("data/models") / dataset, vocab)
     models = Models(Counted(trained.forward), Counted(trained.backward), trained.infiller)
-    table = tables.read(Path("data/blanks") / f"{dataset}.parquet", ["image_id", "ratio", "left", "blank", "right"], made_by="blanks").to_pandas()
+    table = tables.read(
+        Path("data/blanks") / f"{dataset}.parquet", ["image_id", "ratio", "left", "blank", "right"], made_by="blanks"
+    ).to_pandas()
     rows = table[table["ratio"] == RATIO]
     length = int(rows["blank"].map(len).mode()[0])
     rows = rows[rows["blank"].map(len) == length]
     images = features.read(Path("data/features") / f"{dataset}.h5", rows["image_id"].to_numpy())
-    every = Blanks(images, [vocab.ids(list(words)) for words in rows["left"]], [vocab.ids(list(words)) for words in rows["right"]])
+    every = Blanks(
+        images, [vocab.ids(list(words)) for words in rows["left"]], [vocab.ids(list(words)) for words in rows["right"]]
+    )
 
     def draw(count: int) -> tuple[Blanks, int]:
         return every.take([i % len(every) for i in range(count)]), length
@@ -116,32 +120,55 @@ def trained_captioner(dataset: str) -> tuple[Models, Draw]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default=None, help="the pipeline's trained captioners of this dataset; default: random ones")
+    parser.add_argument(
+        "--dataset", default=None, help="the pipeline's trained captioners of this dataset; default: random ones"
+    )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--methods", nargs="+", choices=[m for m, entry in methods().items() if entry.role != "oracle"], default=["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "infill"])
-    parser.add_argument("--repeats", type=int, default=5, help="runs of each method and batch, in turns; the fastest counts")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=[m for m, entry in methods().items() if entry.role != "oracle"],
+        default=["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "infill"],
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="runs of each method and batch, in turns; the fastest counts"
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sweeps", type=int, default=None, help="BiBS sweeps; default: fill.sweeps of params.yaml")
-    parser.add_argument("--m-best", type=int, default=None, help="fills BiBS scores per sweep; default: fill.m_best of params.yaml")
-    parser.add_argument("--length-bonus", type=float, default=None,
-                        help="the length rule's nats per word; default: fill.length_bonus, where tuned the dataset's, or 2.0 (flickr8k-dev's) for random captioners")
+    parser.add_argument(
+        "--m-best", type=int, default=None, help="fills BiBS scores per sweep; default: fill.m_best of params.yaml"
+    )
+    parser.add_argument(
+        "--length-bonus",
+        type=float,
+        default=None,
+        help="the length rule's nats per word; default: fill.length_bonus, where tuned the dataset's, or 2.0 (flickr8k-dev's) for random captioners",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models, draw = trained_captioner(args.dataset) if args.dataset else random_captioner()
     sizes = models.forward.model.sizes
     p = params.load().fill
     if args.length_bonus is None and p.length_bonus == "tuned":
-        p = length_rule.resolved(p, length_rule.tuned_path(args.dataset)) if args.dataset else p.model_copy(update={"length_bonus": 2.0})
+        p = (
+            length_rule.resolved(p, length_rule.tuned_path(args.dataset))
+            if args.dataset
+            else p.model_copy(update={"length_bonus": 2.0})
+        )
     chosen = {"sweeps": args.sweeps, "m_best": args.m_best, "length_bonus": args.length_bonus}
     p = p.model_copy(update={"beam": BEAM} | {key: value for key, value in chosen.items() if value is not None})
     batches = {batch: draw(batch) for batch in args.batches}  # every method fills the same blanks
     example, length = draw(1)
-    print(f"captioner: {f'trained on {args.dataset}' if args.dataset else 'random'}, vocabulary {sizes['vocab_size']}, hidden {sizes['hidden']}, "
-          f"embed {sizes['embed']}; blanks of {length} words (ratio {RATIO}), beam {BEAM}, sweeps {p.sweeps}, m_best {p.m_best}; "
-          f"length bonus {p.length_bonus}; {args.threads} threads; exact left out (infeasible at this vocabulary)")
+    print(
+        f"captioner: {f'trained on {args.dataset}' if args.dataset else 'random'}, vocabulary {sizes['vocab_size']}, hidden {sizes['hidden']}, "
+        f"embed {sizes['embed']}; blanks of {length} words (ratio {RATIO}), beam {BEAM}, sweeps {p.sweeps}, m_best {p.m_best}; "
+        f"length bonus {p.length_bonus}; {args.threads} threads; exact left out (infeasible at this vocabulary)"
+    )
     rows = max(args.batches) * BEAM
     reference = mm_gflops(rows, sizes["hidden"], sizes["vocab_size"])
-    print(f"torch.mm ({rows} x {sizes['hidden']}) x ({sizes['hidden']} x {sizes['vocab_size']}): {reference:.1f} GFLOP/s")
+    print(
+        f"torch.mm ({rows} x {sizes['hidden']}) x ({sizes['hidden']} x {sizes['vocab_size']}): {reference:.1f} GFLOP/s"
+    )
     print(f"{'method':<14}{'length':>8}{'batch':>6}{'blanks/s':>10}{'GFLOP/s':>9}{'of mm':>7}")
     registry = methods()
     runs = [(method, setting) for method in args.methods for setting in registry[method].settings]
@@ -160,21 +187,32 @@ def main() -> None:
     for key in seconds:
         method, setting, batch = key
         rate = rows[key] * step_flops(sizes) / seconds[key] / 1e9
-        flops = f"{rate:>9.1f}{rate / reference:>7.0%}" if rows[key] else f"{'-':>9}{'-':>7}"  # infill: no captioner steps
+        flops = (
+            f"{rate:>9.1f}{rate / reference:>7.0%}" if rows[key] else f"{'-':>9}{'-':>7}"
+        )  # infill: no captioner steps
         print(f"{method:<14}{setting:>8}{batch:>6}{batch / seconds[key]:>10.2f}{flops}")
     # A method for the unknown length only is compared with BiBS's known-length time, as the
     # paper pairs BiRNN-BSMP with BiRNN-BSCD.
     for method in args.methods:
         known = method if "known" in registry[method].settings else "bibs"
         if "unknown" in registry[method].settings and (known, "known", args.batches[0]) in seconds:
-            ratios = ", ".join(f"{seconds[method, 'unknown', b] / seconds[known, 'known', b]:.2f} at batch {b}" for b in args.batches)
-            work = ", ".join(f"{rows[method, 'unknown', b] / rows[known, 'known', b]:.2f}" if rows[known, "known", b] else "-" for b in args.batches)
-            print(f"{method}, unknown length over {known}'s known: time {ratios} (target <= 3); captioner steps x rows {work}")
+            ratios = ", ".join(
+                f"{seconds[method, 'unknown', b] / seconds[known, 'known', b]:.2f} at batch {b}" for b in args.batches
+            )
+            work = ", ".join(
+                f"{rows[method, 'unknown', b] / rows[known, 'known', b]:.2f}" if rows[known, "known", b] else "-"
+                for b in args.batches
+            )
+            print(
+                f"{method}, unknown length over {known}'s known: time {ratios} (target <= 3); captioner steps x rows {work}"
+            )
     if {"forward", "bibs"} <= set(args.methods):
         for batch in args.batches:
             time_ratio = seconds["bibs", "known", batch] / seconds["forward", "known", batch]
-            print(f"BiBS / forward beam search, batch {batch}: time {time_ratio:.2f} (target <= 4), "
-                  f"captioner steps x rows {rows['bibs', 'known', batch] / rows['forward', 'known', batch]:.2f}")
+            print(
+                f"BiBS / forward beam search, batch {batch}: time {time_ratio:.2f} (target <= 4), "
+                f"captioner steps x rows {rows['bibs', 'known', batch] / rows['forward', 'known', batch]:.2f}"
+            )
 
 
 if __name__ == "__main__":

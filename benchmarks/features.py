@@ -92,8 +92,10 @@ def main() -> None:
         after = forward_rate(net, batches, device)
 
     model = (before + after) / 2
-    print(f"backbone {args.backbone} ({args.weights}), {len(images)} images, batch {args.batch_size}, "
-          f"{args.workers} workers, {device.type}, {torch.get_num_threads()} threads")
+    print(
+        f"backbone {args.backbone} ({args.weights}), {len(images)} images, batch {args.batch_size}, "
+        f"{args.workers} workers, {device.type}, {torch.get_num_threads()} threads"
+    )
     print(f"stage:    {stage:8.1f} images/s")
     print(f"backbone: {model:8.1f} images/s on preloaded tensors (before {before:.1f}, after {after:.1f})")
     print(f"ratio:    {stage / model:8.2f}   (target >= 0.80)")

@@ -19,11 +19,11 @@ import argparse
 import time
 
 import torch
+from train import FEATURES, VOCAB, captions  # benchmarks/train.py, beside this script: captions of Flickr8k's lengths
 
 from fillblank.decode.step import log_prob
 from fillblank.model import Captioner
 from fillblank.train import Loss
-from train import FEATURES, VOCAB, captions  # benchmarks/train.py, beside this script: captions of Flickr8k's lengths
 
 HIDDEN, EMBED = 512, 512
 
@@ -61,8 +61,10 @@ def main() -> None:
                 seconds[name] = min(seconds[name], time.perf_counter() - began)
     tokens = int(split.lengths.sum())  # the words and <end>
     lengths = split.lengths.float() - 1
-    print(f"{args.sentences} sentences of {lengths.mean():.1f} words on average (up to {lengths.max():.0f}), batches of "
-          f"{args.batch}, vocabulary {VOCAB}, hidden {HIDDEN}, {args.threads} thread(s), best of {args.repeats}")
+    print(
+        f"{args.sentences} sentences of {lengths.mean():.1f} words on average (up to {lengths.max():.0f}), batches of "
+        f"{args.batch}, vocabulary {VOCAB}, hidden {HIDDEN}, {args.threads} thread(s), best of {args.repeats}"
+    )
     for name, value in seconds.items():
         print(f"{name:44}{tokens / value:10.0f} tokens/s")
     first, second = seconds.values()

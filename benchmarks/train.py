@@ -63,7 +63,9 @@ def word_counts(count: int, generator: torch.Generator) -> torch.Tensor:
 
 def captions(count: int, generator: torch.Generator) -> Split:
     lengths = word_counts(count, generator)
-    words = [torch.randint(len(SPECIALS), VOCAB, (length,), generator=generator).tolist() for length in lengths.tolist()]
+    words = [
+        torch.randint(len(SPECIALS), VOCAB, (length,), generator=generator).tolist() for length in lengths.tolist()
+    ]
     return Split.of(
         image_ids=torch.arange(IMAGES),
         features=torch.rand(IMAGES, FEATURES, generator=generator),
@@ -99,7 +101,12 @@ def measure(args: argparse.Namespace) -> dict:
     settings = flickr8k.model_copy(update={"max_epochs": args.epochs, "patience": args.epochs})
     generator = torch.Generator().manual_seed(0)
     words = SPECIALS + tuple(f"w{i}" for i in range(VOCAB - len(SPECIALS)))
-    data = Data(Vocab(words, (0,) * VOCAB, 1), captions(args.captions, generator), captions(200, generator), {"direction": "forward"})
+    data = Data(
+        Vocab(words, (0,) * VOCAB, 1),
+        captions(args.captions, generator),
+        captions(200, generator),
+        {"direction": "forward"},
+    )
     lengths = data.train.lengths.float() - 1
     sizes = (data.train, settings.embed, settings.hidden, settings.batch_size)
 
@@ -119,8 +126,8 @@ def measure(args: argparse.Namespace) -> dict:
 
     return {
         "setup": f"{args.captions} captions of {lengths.mean():.1f} words on average (up to {lengths.max():.0f}), vocabulary "
-                 f"{VOCAB}, embed {settings.embed}, hidden {settings.hidden}, batch {settings.batch_size}, {args.threads} thread(s), "
-                 f"{args.rounds} round(s), medians",
+        f"{VOCAB}, embed {settings.embed}, hidden {settings.hidden}, batch {settings.batch_size}, {args.threads} thread(s), "
+        f"{args.rounds} round(s), medians",
         "kernels": torch.backends.cpu.get_cpu_capability(),
         "training": median(training),
         "bare": median(lstm for lstm, _ in bare),
@@ -136,7 +143,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--epochs", type=int, default=1, help="epochs per training run")
     parser.add_argument("--rounds", type=int, default=3, help="training runs, each between two bare passes")
-    parser.add_argument("--here", action="store_true", help="measure in this process only and print JSON (what each run calls)")
+    parser.add_argument(
+        "--here", action="store_true", help="measure in this process only and print JSON (what each run calls)"
+    )
     args = parser.parse_args()
     if args.here:
         print(json.dumps(measure(args)))
@@ -145,8 +154,19 @@ def main() -> None:
     runs = {}
     for name, env in (("default", {}), ("pinned to AVX2", PINNED)):
         unset = {key: value for key, value in os.environ.items() if key not in PINNED}
-        command = [sys.executable, __file__, "--here", "--captions", str(args.captions), "--threads", str(args.threads),
-                   "--epochs", str(args.epochs), "--rounds", str(args.rounds)]
+        command = [
+            sys.executable,
+            __file__,
+            "--here",
+            "--captions",
+            str(args.captions),
+            "--threads",
+            str(args.threads),
+            "--epochs",
+            str(args.epochs),
+            "--rounds",
+            str(args.rounds),
+        ]
         out = subprocess.run(command, env=unset | env, capture_output=True, text=True, check=True).stdout
         runs[name] = json.loads(out.splitlines()[-1])  # after the progress lines fit prints
     print(runs["default"]["setup"])
@@ -154,9 +174,14 @@ def main() -> None:
     for key, label in (("training", "training"), ("bare", "bare LSTM"), ("floor", "bare LSTM + output + loss")):
         print(f"{label + ' tokens/s':34}" + "".join(f"{run[key]:26.0f}" for run in runs.values()))
     print(f"{'ratio to the bare LSTM':34}" + "".join(f"{run['ratio_bare']:26.2f}" for run in runs.values()))
-    print(f"{'ratio to LSTM + output + loss':34}" + "".join(f"{run['ratio_floor']:26.2f}" for run in runs.values())
-          + "   (target >= 0.85, default)")
-    print(f"default over pinned, training tokens/s: {runs['default']['training'] / runs['pinned to AVX2']['training']:.2f}")
+    print(
+        f"{'ratio to LSTM + output + loss':34}"
+        + "".join(f"{run['ratio_floor']:26.2f}" for run in runs.values())
+        + "   (target >= 0.85, default)"
+    )
+    print(
+        f"default over pinned, training tokens/s: {runs['default']['training'] / runs['pinned to AVX2']['training']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,11 @@ SAMPLES = 16  # fills drawn per blank
 SEED = 0  # the same fills on every run
 
 
-@register("sample_rerank", role="baseline",
-          description="16 fills sampled from the forward captioner, reranked by S(Y) (examples/sample_rerank.py)")
+@register(
+    "sample_rerank",
+    role="baseline",
+    description="16 fills sampled from the forward captioner, reranked by S(Y) (examples/sample_rerank.py)",
+)
 @torch.inference_mode()
 def sample_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     generator = torch.Generator().manual_seed(SEED)
@@ -37,7 +40,9 @@ def sample_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     words = []
     for _ in range(int(lengths.max())):
         probs = log_probs[:, FIRST_WORD:].exp()  # shape: (N * S, V - specials): real words only
-        drawn_here = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0]  # on the CPU: the same draws on any device
+        drawn_here = torch.multinomial(probs.cpu(), 1, generator=generator)[
+            :, 0
+        ]  # on the CPU: the same draws on any device
         word = drawn_here.to(probs.device) + FIRST_WORD  # shape: (N * S,)
         words.append(word)
         log_probs, state = models.forward.step(word, state)

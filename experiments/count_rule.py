@@ -34,7 +34,9 @@ from fillblank.params import Fill
 def count_medians(dataset: str, p: Fill) -> dict[int, int]:
     """The median removed length (at most `p.max_length`) by visible word count, over the tuning blanks."""
     ratios = params_module.load().blanks.ratios
-    val = length.validation_blanks(Path("data/prepared") / dataset, Path("data/features") / f"{dataset}.h5", ratios, p.tune_images).to_pandas()
+    val = length.validation_blanks(
+        Path("data/prepared") / dataset, Path("data/features") / f"{dataset}.h5", ratios, p.tune_images
+    ).to_pandas()
     visible = val["left"].map(len) + val["right"].map(len)
     removed = val["blank"].map(len).clip(upper=p.max_length)
     return {int(v): int(m) for v, m in removed.groupby(visible).median().items()}
@@ -44,7 +46,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("project", type=Path, help="a project folder after `dvc repro` (build/experiments/<name>)")
     parser.add_argument("dataset")
-    parser.add_argument("methods", nargs="+", help="methods that run with the length known, whose fills the project has")
+    parser.add_argument(
+        "methods", nargs="+", help="methods that run with the length known, whose fills the project has"
+    )
     args = parser.parse_args()
     os.chdir(args.project)
     p = length.resolved(params_module.load().fill, length.tuned_path(args.dataset))
@@ -53,7 +57,11 @@ def main() -> None:
 
     vocab = Vocab.load(Path("data/prepared") / args.dataset / "vocab.json")
     models = load_models(Path("data/models") / args.dataset, vocab)
-    test = tables.read(Path("data/blanks") / f"{args.dataset}.parquet", ["blank_id", "image_id", "left", "blank", "right"], made_by="blanks")
+    test = tables.read(
+        Path("data/blanks") / f"{args.dataset}.parquet",
+        ["blank_id", "image_id", "left", "blank", "right"],
+        made_by="blanks",
+    )
     left, right = test["left"].to_pylist(), test["right"].to_pylist()
     chosen = [medians[min(seen, key=lambda v: (abs(v - len(a) - len(b)), v))] for a, b in zip(left, right)]
     features = image_features.read(Path("data/features") / f"{args.dataset}.h5", test["image_id"].to_numpy())
@@ -62,22 +70,44 @@ def main() -> None:
     committed, blank_set, captions = read_results(Path("."), args.dataset, args.methods)
     rows = []
     for method in args.methods:
-        for blank_id, a, b, filled in zip(test["blank_id"].to_pylist(), left, right, decode.fill(method, models, every, chosen, p)):
+        for blank_id, a, b, filled in zip(
+            test["blank_id"].to_pylist(), left, right, decode.fill(method, models, every, chosen, p)
+        ):
             words = vocab.decode(filled.tokens)
-            rows.append({"blank_id": blank_id, "setting": "unknown", "fill": words, "sentence": " ".join(a + words + b),
-                         "score": filled.score, "length": len(words), "seconds": filled.seconds, "method": method})
+            rows.append(
+                {
+                    "blank_id": blank_id,
+                    "setting": "unknown",
+                    "fill": words,
+                    "sentence": " ".join(a + words + b),
+                    "score": filled.score,
+                    "length": len(words),
+                    "seconds": filled.seconds,
+                    "method": method,
+                }
+            )
     known = committed[committed["setting"] == "known"]
     by_count = evaluate(pd.concat([known, pd.DataFrame(rows)], ignore_index=True), blank_set, captions)["unknown"]
     own = evaluate(committed, blank_set, captions)
     bibs_known = own["known"]["bibs"] if "bibs" in own["known"] else None
-    print(f"{args.dataset}: lengths by visible word count, fitted on {p.tune_images or 'all'} validation images; {medians}")
+    print(
+        f"{args.dataset}: lengths by visible word count, fitted on {p.tune_images or 'all'} validation images; {medians}"
+    )
     for method in args.methods:
         for ratio, new in by_count[method].items():
             old = own["unknown"][method][ratio]
-            share = "" if bibs_known is None else (f", {new['CIDEr'] / bibs_known[ratio]['CIDEr']:.1%} of bibs known "
-                                                   f"(own: {old['CIDEr'] / bibs_known[ratio]['CIDEr']:.1%})")
-            print(f"  {method:10s} {ratio:>4s}: length error {new['length_error']:.2f} (own: {old['length_error']:.2f}), "
-                  f"CIDEr {new['CIDEr']:.3f} (own: {old['CIDEr']:.3f}){share}")
+            share = (
+                ""
+                if bibs_known is None
+                else (
+                    f", {new['CIDEr'] / bibs_known[ratio]['CIDEr']:.1%} of bibs known "
+                    f"(own: {old['CIDEr'] / bibs_known[ratio]['CIDEr']:.1%})"
+                )
+            )
+            print(
+                f"  {method:10s} {ratio:>4s}: length error {new['length_error']:.2f} (own: {old['length_error']:.2f}), "
+                f"CIDEr {new['CIDEr']:.3f} (own: {old['CIDEr']:.3f}){share}"
+            )
 
 
 if __name__ == "__main__":

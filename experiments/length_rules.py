@@ -49,8 +49,10 @@ def best_by_length(models: Models, blanks: Blanks, p: Fill) -> torch.Tensor:
     hypothesis of that length, the cheapest pair of fills that both sides of a blank shape.
     """
     sides = both_ways(models, blanks)
-    scores = [rescore.scores(sides, d, rescore.hypotheses(this, beam_search(this, p.max_length, p.beam)[1:], ranks=1))
-              for d, this in enumerate(sides)]  # each beam-major: (max_length * N,)
+    scores = [
+        rescore.scores(sides, d, rescore.hypotheses(this, beam_search(this, p.max_length, p.beam)[1:], ranks=1))
+        for d, this in enumerate(sides)
+    ]  # each beam-major: (max_length * N,)
     return torch.stack(scores).view(2, p.max_length, len(blanks)).amax(0).T
 
 
@@ -58,7 +60,9 @@ def nearest_bonus(scores: torch.Tensor, lengths: torch.Tensor) -> float:
     """The bonus of `length.GRID` whose choice of length, argmax over t of scores[:, t-1] +
     bonus x t, is nearest the true `lengths` (N,) on average (the smallest among equals)."""
     words = torch.arange(1, scores.shape[1] + 1, dtype=scores.dtype)  # shape: (T,)
-    errors = {bonus: float(((scores + bonus * words).argmax(1) + 1 - lengths).abs().double().mean()) for bonus in length.GRID}
+    errors = {
+        bonus: float(((scores + bonus * words).argmax(1) + 1 - lengths).abs().double().mean()) for bonus in length.GRID
+    }
     return min(length.GRID, key=lambda bonus: (errors[bonus], bonus))
 
 
@@ -67,22 +71,32 @@ def validation_scores(dataset: str) -> dict[str, torch.Tensor]:
     settings = params_module.load()
     vocab = Vocab.load(Path("data/prepared") / dataset / "vocab.json")
     models = load_models(Path("data/models") / dataset, vocab)
-    val = length.validation_blanks(Path("data/prepared") / dataset, Path("data/features") / f"{dataset}.h5", settings.blanks.ratios, None)
+    val = length.validation_blanks(
+        Path("data/prepared") / dataset, Path("data/features") / f"{dataset}.h5", settings.blanks.ratios, None
+    )
     features = image_features.read(Path("data/features") / f"{dataset}.h5", val["image_id"].to_numpy())
     left, blank, right = (val[name].to_pylist() for name in ("left", "blank", "right"))
     every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
     batch = settings.fill.batch
-    scores = [best_by_length(models, every.take(range(at, min(at + batch, len(every)))), settings.fill)
-              for at in tqdm(range(0, len(every), batch), desc=f"{dataset}: best fill of each length", unit="batch")]
-    return {"scores": torch.cat(scores).double(), "true": torch.tensor([len(words) for words in blank]),
-            "visible": torch.tensor([len(a) + len(b) for a, b in zip(left, right)]),
-            "ratio": torch.tensor(val["ratio"].to_numpy()), "image": torch.tensor(val["image_id"].to_numpy())}
+    scores = [
+        best_by_length(models, every.take(range(at, min(at + batch, len(every)))), settings.fill)
+        for at in tqdm(range(0, len(every), batch), desc=f"{dataset}: best fill of each length", unit="batch")
+    ]
+    return {
+        "scores": torch.cat(scores).double(),
+        "true": torch.tensor([len(words) for words in blank]),
+        "visible": torch.tensor([len(a) + len(b) for a, b in zip(left, right)]),
+        "ratio": torch.tensor(val["ratio"].to_numpy()),
+        "image": torch.tensor(val["image_id"].to_numpy()),
+    }
 
 
 def log_prior(visible: torch.Tensor, true: torch.Tensor, rows: int, lengths: int) -> torch.Tensor:
     """log P(length | visible words), (rows, lengths), counted with add-one smoothing; longer blanks count as the longest."""
     counts = torch.ones(rows, lengths, dtype=torch.float64)
-    counts.index_put_((visible, true.clamp(max=lengths) - 1), torch.ones(len(true), dtype=torch.float64), accumulate=True)
+    counts.index_put_(
+        (visible, true.clamp(max=lengths) - 1), torch.ones(len(true), dtype=torch.float64), accumulate=True
+    )
     return (counts / counts.sum(1, keepdim=True)).log()
 
 
@@ -103,13 +117,19 @@ def rules(d: dict[str, torch.Tensor], fit: torch.Tensor) -> dict[str, torch.Tens
     bonus = nearest_bonus(scores[fit], true[fit])
     candidates = [(t, b) for t in TEMPERATURES for b in BONUSES]
     t, b = min(candidates, key=lambda tb: error(median(tb[0] * (scores + tb[1] * words) + prior[visible])))
-    return {"none": scores.argmax(1) + 1, "bonus": (scores + bonus * words).argmax(1) + 1,
-            "count": median(prior[visible]), "posterior median": median(t * (scores + b * words) + prior[visible])}
+    return {
+        "none": scores.argmax(1) + 1,
+        "bonus": (scores + bonus * words).argmax(1) + 1,
+        "count": median(prior[visible]),
+        "posterior median": median(t * (scores + b * words) + prior[visible]),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("project", type=Path, help="a project folder with trained captioners (build/experiments/<name>)")
+    parser.add_argument(
+        "project", type=Path, help="a project folder with trained captioners (build/experiments/<name>)"
+    )
     parser.add_argument("dataset")
     args = parser.parse_args()
     os.chdir(args.project)
@@ -119,8 +139,12 @@ def main() -> None:
     errors: dict[str, list[list[float]]] = {}
     for fit in (halves, ~halves):
         for name, chosen in rules(d, fit).items():
-            errors.setdefault(name, []).append([float((chosen - d["true"])[~fit & (d["ratio"] == r)].abs().double().mean()) for r in ratios])
-    print(f"{len(d['true'])} validation blanks; mean length error on the held-out half, ratios {', '.join(map(str, ratios))}:")
+            errors.setdefault(name, []).append(
+                [float((chosen - d["true"])[~fit & (d["ratio"] == r)].abs().double().mean()) for r in ratios]
+            )
+    print(
+        f"{len(d['true'])} validation blanks; mean length error on the held-out half, ratios {', '.join(map(str, ratios))}:"
+    )
     for name, both in errors.items():
         by_ratio = torch.tensor(both).mean(0)
         print(f"  {name:17s} " + "  ".join(f"{e:.2f}" for e in by_ratio) + f"   (all: {float(by_ratio.mean()):.2f})")

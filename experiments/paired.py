@@ -75,7 +75,7 @@ class DrawnCider:
                 r, cnts = len(ref_key), counts(sentence)
                 ref += [(r * self.ORDERS + n, g, c, min(c, h.get(g, (0, 0))[1]) * c) for g, (n, c) in cnts.items()]
                 ref_key.append(k)
-                gauss = np.exp(-float(bigrams(h) - bigrams(cnts)) ** 2 / (2 * self.SIGMA**2))
+                gauss = np.exp(-(float(bigrams(h) - bigrams(cnts)) ** 2) / (2 * self.SIGMA**2))
                 ref_weight.append(gauss * 10.0 / (self.ORDERS * len(gts[key])))
                 in_refs |= cnts.keys()
             docs += [(k, g) for g in in_refs]
@@ -92,7 +92,9 @@ class DrawnCider:
         w2 = (np.log(drawn.sum()) - np.log(np.maximum(1.0, df))) ** 2
 
         def sums(cell, ngram, factor, size):
-            return np.bincount(cell, weights=factor * w2[ngram], minlength=size * self.ORDERS).reshape(size, self.ORDERS)
+            return np.bincount(cell, weights=factor * w2[ngram], minlength=size * self.ORDERS).reshape(
+                size, self.ORDERS
+            )
 
         hyp_norm = np.sqrt(sums(self.hyp_cell, self.hyp_ngram, self.hyp_tf2, len(self.keys)))
         ref_norm = np.sqrt(sums(self.ref_cell, self.ref_ngram, self.ref_tf2, len(self.ref_key)))
@@ -135,7 +137,9 @@ def main() -> None:
     rows = fills.merge(blanks[["blank_id", "image_id", "ratio", "blank"]], on="blank_id")
     rows["hit"] = rows["fill"] == rows["blank"]
     refs = dict(zip(blanks["blank_id"], references(captions).loc[blanks["image_id"]]))
-    print(f"{args.metric}, {args.a} - {args.b}, {args.dataset}: whole test set [95% interval over {args.samples} draws of its images]")
+    print(
+        f"{args.metric}, {args.a} - {args.b}, {args.dataset}: whole test set [95% interval over {args.samples} draws of its images]"
+    )
     for (setting, ratio), group in rows.groupby(["setting", "ratio"]):
         if set(group["method"]) != {args.a, args.b}:
             continue  # a setting only one of them runs in
@@ -150,7 +154,9 @@ def main() -> None:
             score = {m: (lambda drawn, f=f: exact(f, drawn)) for m, f in by_method.items()}
         differences = np.array([score[args.a](d) - score[args.b](d) for d in draws(images, args.samples, args.seed)])
         low, high = np.percentile(differences[1:], [2.5, 97.5])
-        print(f"{setting:8} {ratio:<5g} {differences[0]:+.4f} [{low:+.4f}, {high:+.4f}]  ({len(group) // 2} blanks, {len(images)} images)")
+        print(
+            f"{setting:8} {ratio:<5g} {differences[0]:+.4f} [{low:+.4f}, {high:+.4f}]  ({len(group) // 2} blanks, {len(images)} images)"
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -50,8 +50,13 @@ def copy_project(dest: Path, changes: dict) -> Path:
     included, no pipeline outputs) in `dest`, a git repository, with `changes` merged over
     params.yaml. An earlier copy's files are replaced, and removed where the project no longer
     has them (a deleted file in methods/ must not go on running); its outputs are kept."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\n")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
     names = [name for name in listed if name and (ROOT / name).is_file() and not name.startswith(OUTPUTS)]
     if (dest / COPIED).is_file():
         for gone in set((dest / COPIED).read_text().split("\n")) - set(names) - {""}:
@@ -75,18 +80,28 @@ def write_params(dest: Path, changes: dict) -> None:
 def absolute_sources(changes: dict) -> dict:
     """`changes` with each relative folder under `sources` made absolute from the project root."""
     # normpath, not resolve: a `../shared` that is a symlink stays the path the user wrote
-    sources = {name: os.path.normpath(ROOT / path) if isinstance(path, str) and not Path(path).is_absolute() else path
-               for name, path in changes.get("sources", {}).items()}
+    sources = {
+        name: os.path.normpath(ROOT / path) if isinstance(path, str) and not Path(path).is_absolute() else path
+        for name, path in changes.get("sources", {}).items()
+    }
     return changes | {"sources": sources} if sources else changes
 
 
 def repro(project: Path, log: Path) -> dict[str, float]:
     """`dvc repro` in `project`, its output shown and written to `log`; seconds per stage that ran."""
     # Unbuffered, so that each line (DVC's "Running stage", a stage's progress) comes as it is written.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+    }
     starts: list[tuple[str, float]] = []
-    with subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT) as dvc, log.open("w") as out:
+    with (
+        subprocess.Popen(
+            ["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ) as dvc,
+        log.open("w") as out,
+    ):
         for raw in dvc.stdout:  # bytes, split at "\n" only: a progress bar's "\r" redraws stay in one line
             line = raw.decode(errors="replace")
             sys.stdout.write(line)
@@ -123,8 +138,10 @@ def main() -> None:
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     # Untracked files count: the copy takes them too.
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
-    started, clock = datetime.now(timezone.utc), time.monotonic()
+    dirty = bool(
+        subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    )
+    started, clock = datetime.now(UTC), time.monotonic()
     stages = repro(project, project / "repro.log")
     wall = time.monotonic() - clock
 

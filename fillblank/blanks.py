@@ -32,15 +32,17 @@ import pyarrow.compute as pc
 
 from fillblank.errors import UserError
 
-SCHEMA = pa.schema([
-    ("blank_id", pa.int64()),
-    ("image_id", pa.int64()),
-    ("sentence_id", pa.int64()),
-    ("ratio", pa.float64()),
-    ("left", pa.list_(pa.string())),
-    ("blank", pa.list_(pa.string())),
-    ("right", pa.list_(pa.string())),
-])
+SCHEMA = pa.schema(
+    [
+        ("blank_id", pa.int64()),
+        ("image_id", pa.int64()),
+        ("sentence_id", pa.int64()),
+        ("ratio", pa.float64()),
+        ("left", pa.list_(pa.string())),
+        ("blank", pa.list_(pa.string())),
+        ("right", pa.list_(pa.string())),
+    ]
+)
 
 
 def cut(words: Sequence[str], ratio: float) -> tuple[list[str], list[str], list[str]]:
@@ -65,11 +67,15 @@ def table(captions: pa.Table, ratios: Sequence[float], images: int | None = None
         first = pc.unique(test["image_id"]).sort()[:images]
         test = test.filter(pc.is_in(test["image_id"], first))
     rows = {name: [] for name in SCHEMA.names}
-    for image_id, sentence_id, tokens in zip(*(test[name].to_pylist() for name in ("image_id", "sentence_id", "tokens"))):
+    for image_id, sentence_id, tokens in zip(
+        *(test[name].to_pylist() for name in ("image_id", "sentence_id", "tokens"))
+    ):
         if not tokens:
             raise UserError(f"{split} caption {sentence_id} (image {image_id}) has no words to blank")
         for ratio in ratios:
             left, blank, right = cut(tokens, ratio)
-            for name, value in zip(SCHEMA.names, (len(rows["blank_id"]), image_id, sentence_id, ratio, left, blank, right)):
+            for name, value in zip(
+                SCHEMA.names, (len(rows["blank_id"]), image_id, sentence_id, ratio, left, blank, right)
+            ):
                 rows[name].append(value)
     return pa.table(rows, schema=SCHEMA)

@@ -45,6 +45,7 @@ from fillblank.model import load_models
 
 BLANK = re.compile(r"_{3,}")  # "___"; a longer run of underscores is the same blank
 
+
 @dataclass(frozen=True)
 class Caption:
     """A caption split at its blank, in normalised words."""
@@ -130,7 +131,9 @@ def image_features(image: Image.Image, features_file: Path) -> torch.Tensor:
         return net.model(net.transform(image)[None])  # shape: (1, D)
 
 
-def rank(method: str, models: Models, blank: Blanks, length: int | None, p, top: int | None) -> list[tuple[list[int], float]]:
+def rank(
+    method: str, models: Models, blank: Blanks, length: int | None, p, top: int | None
+) -> list[tuple[list[int], float]]:
     """Up to `top` fills of the one blank, best first, with their S(Y): those of the method's
     ranker, or its one fill where it has none (`fillblank methods` says which rank). `m_best`
     steers BiBS's search, not only how many fills it returns, so the ranker searches with the
@@ -156,7 +159,9 @@ def fill(args: argparse.Namespace) -> None:
     if unknown:
         print(f"warning: not in the {args.dataset} vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
     device = decode.device(p.device)
-    models = load_models(inputs.forward.parent, vocab, device, registry.methods()[args.method].reads_infiller, inputs.features)
+    models = load_models(
+        inputs.forward.parent, vocab, device, registry.methods()[args.method].reads_infiller, inputs.features
+    )
     feats = image_features(image, inputs.features).to(device)  # shape: (1, D)
     expected = models.forward.sizes["feature_dim"]
     if feats.shape[1] != expected:
@@ -169,13 +174,25 @@ def fill(args: argparse.Namespace) -> None:
         for words, score in ((vocab.decode(tokens), score) for tokens, score in ranked)
     ]
     if args.json:
-        print(json.dumps({
-            "dataset": args.dataset, "method": args.method, "caption": args.caption, "left": caption.left,
-            "right": caption.right, "length": args.length, "unknown_words": unknown, "fills": fills,
-        }))
+        print(
+            json.dumps(
+                {
+                    "dataset": args.dataset,
+                    "method": args.method,
+                    "caption": args.caption,
+                    "left": caption.left,
+                    "right": caption.right,
+                    "length": args.length,
+                    "unknown_words": unknown,
+                    "fills": fills,
+                }
+            )
+        )
         return
     length = "length auto" if args.length is None else f"length {args.length}"
-    print(f"{' '.join(caption.left + ['___'] + caption.right)}   ({args.method}, {length}; score: S(Y), higher is better)")
+    print(
+        f"{' '.join(caption.left + ['___'] + caption.right)}   ({args.method}, {length}; score: S(Y), higher is better)"
+    )
     for i, entry in enumerate(fills, 1):
         marked = " ".join(caption.left + ["[" + " ".join(entry["fill"]) + "]"] + caption.right)
         print(f"{i:>2}. {entry['score']:9.3f}  {marked}")
@@ -207,7 +224,10 @@ def parser() -> argparse.ArgumentParser:
         prog="fillblank", description="Fill-in-the-blank image captioning with the captioners the pipeline trained."
     )
     commands = top.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", help="fill or methods; `fillblank COMMAND --help` explains each"
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="fill or methods; `fillblank COMMAND --help` explains each",
     )
 
     fill_command = commands.add_parser(
@@ -219,23 +239,57 @@ def parser() -> argparse.ArgumentParser:
     option = fill_command.add_argument
     option("--image", type=Path, required=True, help="the image (any format Pillow reads)")
     option("--caption", required=True, help='the caption, with ___ where words are missing: "a dog ___ in the snow"')
-    option("--length", type=length, default=None, metavar="N|auto",
-           help="how many words the blank holds, or auto to let the method choose (default: auto)")
-    option("--method", choices=list(registry.methods()), default="bibs",
-           help="how to search for the fill (default: bibs); `fillblank methods` describes each")
-    option("--top", type=positive, default=None, metavar="K",
-           help="how many fills to print, best first (default: fill.m_best, as the fill stage searches); methods that rank "
-                "(see `fillblank methods`) give several, the others one; above fill.m_best it widens BiBS's search")
+    option(
+        "--length",
+        type=length,
+        default=None,
+        metavar="N|auto",
+        help="how many words the blank holds, or auto to let the method choose (default: auto)",
+    )
+    option(
+        "--method",
+        choices=list(registry.methods()),
+        default="bibs",
+        help="how to search for the fill (default: bibs); `fillblank methods` describes each",
+    )
+    option(
+        "--top",
+        type=positive,
+        default=None,
+        metavar="K",
+        help="how many fills to print, best first (default: fill.m_best, as the fill stage searches); methods that rank "
+        "(see `fillblank methods`) give several, the others one; above fill.m_best it widens BiBS's search",
+    )
     option("--dataset", choices=sources.NAMES, default="shapes", help="whose captioners to use (default: shapes)")
-    option("--models", type=Path, default=None, metavar="DIR",
-           help="folder holding forward.pt and backward.pt (default: data/models/<dataset>)")
-    option("--vocab", type=Path, default=None, metavar="FILE",
-           help="the vocabulary the models were trained with (default: data/prepared/<dataset>/vocab.json)")
-    option("--features", type=Path, default=None, metavar="FILE",
-           help="the dataset's features file, whose recorded backbone, weights and transform the image goes through "
-           "(default: data/features/<dataset>.h5)")
-    option("--params", type=Path, default=Path("params.yaml"), metavar="FILE",
-           help="params whose `fill` section sets the beam width, sweeps and longest fill (default: params.yaml)")
+    option(
+        "--models",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder holding forward.pt and backward.pt (default: data/models/<dataset>)",
+    )
+    option(
+        "--vocab",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the vocabulary the models were trained with (default: data/prepared/<dataset>/vocab.json)",
+    )
+    option(
+        "--features",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the dataset's features file, whose recorded backbone, weights and transform the image goes through "
+        "(default: data/features/<dataset>.h5)",
+    )
+    option(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        metavar="FILE",
+        help="params whose `fill` section sets the beam width, sweeps and longest fill (default: params.yaml)",
+    )
     option("--json", action="store_true", help="print one JSON object instead of lines")
     fill_command.set_defaults(run=fill)
 

@@ -98,7 +98,9 @@ def score(
     return results
 
 
-def cider(refs: Mapping[Hashable, Sequence[str]], runs: Mapping[Hashable, Mapping[Hashable, str]]) -> dict[Hashable, float]:
+def cider(
+    refs: Mapping[Hashable, Sequence[str]], runs: Mapping[Hashable, Mapping[Hashable, str]]
+) -> dict[Hashable, float]:
     """CIDEr alone of each run, as `score` computes it: for tuning on many runs, where the
     other metrics (METEOR above all) would cost more than the search."""
     return {run: float(Cider().compute_score(gts, res)[0]) for run, (gts, res) in tokenized(refs, runs).items()}
@@ -119,8 +121,10 @@ def tokenized(refs: Mapping[Hashable, Sequence[str]], runs: Mapping[Hashable, Ma
     for run, hyps in runs.items():
         sentences |= {("hyp", run, key): [{"caption": hyp}] for key, hyp in hyps.items()}
     tokens = PTBTokenizer().tokenize(sentences)
-    return {run: ({key: tokens[("ref", key)] for key in hyps}, {key: tokens[("hyp", run, key)] for key in hyps})
-            for run, hyps in runs.items()}
+    return {
+        run: ({key: tokens[("ref", key)] for key in hyps}, {key: tokens[("hyp", run, key)] for key in hyps})
+        for run, hyps in runs.items()
+    }
 
 
 def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -165,7 +169,11 @@ def read_provenance(folder: Path, methods: Sequence[str]) -> dict:
         metadata = pq.read_schema(Path(folder) / f"{method}.parquet").metadata or {}
         made[method] = json.loads(metadata.get(b"provenance", b"{}"))
     first = made[methods[0]] if methods else {}
-    return {"forward": first.get("forward"), "backward": first.get("backward"), "fill": {m: made[m].get("fill") for m in methods}}
+    return {
+        "forward": first.get("forward"),
+        "backward": first.get("backward"),
+        "fill": {m: made[m].get("fill") for m in methods},
+    }
 
 
 def check_fills(fills: pd.DataFrame, blanks: pd.DataFrame, path: Path, settings: Sequence[str]) -> None:
@@ -176,31 +184,45 @@ def check_fills(fills: pd.DataFrame, blanks: pd.DataFrame, path: Path, settings:
     if unknown := set(fills["setting"]) - set(SETTINGS):
         raise UserError(f"{path}: unknown setting(s) {', '.join(map(repr, sorted(unknown)))} (expected known, unknown)")
     if missing := [setting for setting in settings if setting not in set(fills["setting"])]:
-        raise UserError(f"{path}: no fills with the length {' or '.join(missing)}, which the method runs in; `dvc repro` makes them again")
+        raise UserError(
+            f"{path}: no fills with the length {' or '.join(missing)}, which the method runs in; `dvc repro` makes them again"
+        )
     if len(odd := fills[~np.isfinite(fills["score"].to_numpy(dtype=float))]):
-        raise UserError(f"{path}: blank {odd['blank_id'].iloc[0]} ({odd['setting'].iloc[0]} length) has score {odd['score'].iloc[0]}, not a finite number")
+        raise UserError(
+            f"{path}: blank {odd['blank_id'].iloc[0]} ({odd['setting'].iloc[0]} length) has score {odd['score'].iloc[0]}, not a finite number"
+        )
     twice = fills[fills.duplicated(["setting", "blank_id"])]
     if len(twice):
-        raise UserError(f"{path}: blank {twice['blank_id'].iloc[0]} is filled twice in the {twice['setting'].iloc[0]} setting")
+        raise UserError(
+            f"{path}: blank {twice['blank_id'].iloc[0]} is filled twice in the {twice['setting'].iloc[0]} setting"
+        )
     expected = set(blanks["blank_id"])
     for setting, group in fills.groupby("setting"):
         ids = set(group["blank_id"])
         if stray := ids - expected:
-            raise UserError(f"{path}: {setting}-length fills for {some(stray)}, which are not in the blank set; {remedy}")
+            raise UserError(
+                f"{path}: {setting}-length fills for {some(stray)}, which are not in the blank set; {remedy}"
+            )
         if missing := expected - ids:
-            raise UserError(f"{path}: the {setting}-length fills cover {len(ids)} of {len(expected)} blanks ({some(missing)} missing); {remedy}")
+            raise UserError(
+                f"{path}: the {setting}-length fills cover {len(ids)} of {len(expected)} blanks ({some(missing)} missing); {remedy}"
+            )
 
     rows = fills.merge(blanks, on="blank_id")
     for row in rows.itertuples():
         where = f"{path}: blank {row.blank_id} ({row.setting} length)"
         if row.sentence != " ".join([*row.left, *row.fill, *row.right]):
-            raise UserError(f"{where}: sentence {row.sentence!r} is not the blank's left words + fill + right words; {remedy}")
+            raise UserError(
+                f"{where}: sentence {row.sentence!r} is not the blank's left words + fill + right words; {remedy}"
+            )
         if row.length != len(row.fill) or (row.setting == "known" and row.length != len(row.blank)):
-            raise UserError(f"{where}: fill {' '.join(row.fill)!r} has length {row.length}, the blank {len(row.blank)} words")
+            raise UserError(
+                f"{where}: fill {' '.join(row.fill)!r} has length {row.length}, the blank {len(row.blank)} words"
+            )
 
 
 def some(ids: set[int]) -> str:
-    """"blank 3", "blanks 3, 5, 8" or "blanks 3, 5, 8 and 12 more": a message's worth of ids."""
+    """ "blank 3", "blanks 3, 5, 8" or "blanks 3, 5, 8 and 12 more": a message's worth of ids."""
     first = sorted(ids)[:3]
     more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
     return f"blank{'s' if len(ids) > 1 else ''} {', '.join(map(str, first))}{more}"
@@ -218,14 +240,20 @@ def evaluate(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFrame, 
     `length_bonus` is the length rule's, which the search error counts with the length unknown."""
     refs_of_image = references(captions)
     if orphans := set(blanks["image_id"]) - set(refs_of_image.index):
-        raise UserError(f"the blank set has images without captions (e.g. image {min(orphans)}): blanks of another dataset?")
+        raise UserError(
+            f"the blank set has images without captions (e.g. image {min(orphans)}): blanks of another dataset?"
+        )
     if blanks["image_id"].nunique() < 2:
-        raise UserError("the blank set holds the captions of one image: CIDEr weighs an n-gram by how few images' "
-                        "references hold it, so with one image it is 0 for every fill; blank two images or more")
+        raise UserError(
+            "the blank set holds the captions of one image: CIDEr weighs an n-gram by how few images' "
+            "references hold it, so with one image it is 0 for every fill; blank two images or more"
+        )
     refs = dict(zip(blanks["blank_id"], refs_of_image.loc[blanks["image_id"]]))
 
     rows = fills.merge(blanks[["blank_id", "ratio", "blank"]], on="blank_id")
-    rows["ranked"] = rows["score"] + (rows["setting"] == "unknown") * length_bonus * rows["length"]  # what the search maximised
+    rows["ranked"] = (
+        rows["score"] + (rows["setting"] == "unknown") * length_bonus * rows["length"]
+    )  # what the search maximised
     methods = list(dict.fromkeys(fills["method"]))
     groups = dict(list(rows.groupby(["setting", "method", "ratio"])))
     in_order = sorted(groups, key=lambda key: (SETTINGS.index(key[0]), methods.index(key[1]), key[2]))

@@ -63,8 +63,21 @@ LIBRARIES = ("torch", "torchvision", "pillow", "numpy", "h5py")  # whose version
 LITE_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 # What a broken image raises while its zip member is inflated and PIL opens, decodes or converts
 # it (zlib.error: a corrupt member; SyntaxError: some broken PNGs).
-IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile, zlib.error, Image.DecompressionBombError)
-READABLE = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}  # compression methods zipfile reads
+IMAGE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    Image.DecompressionBombError,
+)
+READABLE = {
+    zipfile.ZIP_STORED,
+    zipfile.ZIP_DEFLATED,
+    zipfile.ZIP_BZIP2,
+    zipfile.ZIP_LZMA,
+}  # compression methods zipfile reads
 
 
 @dataclass(frozen=True)
@@ -111,12 +124,14 @@ def _lite(name: str, weights: str) -> Backbone:
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         sha256 = file_sha256(path)
     size = LITE_SIZES[name]
-    transform = transforms.Compose([
-        transforms.Resize(size + 32, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(size),
-        transforms.ToTensor(),
-        transforms.Normalize([127 / 255] * 3, [128 / 255] * 3),  # TF's (x - 127) / 128
-    ])
+    transform = transforms.Compose(
+        [
+            transforms.Resize(size + 32, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize([127 / 255] * 3, [128 / 255] * 3),  # TF's (x - 127) / 128
+        ]
+    )
     versions = {"efficientnet_lite_pytorch": version("efficientnet-lite-pytorch")}
     return Backbone(name, weights, _Pooled(net).eval(), transform, net._fc.in_features, sha256, versions)
 
@@ -214,12 +229,18 @@ def member_index(archives: Sequence[Path], wanted: set[str]) -> dict[str, tuple[
             if name not in wanted:
                 continue
             if info.flag_bits & 0x1 or info.compress_type not in READABLE:
-                problem = "encrypted" if info.flag_bits & 0x1 else f"packed with compression method {info.compress_type}"
-                raise UserError(f"{archive}: {info.filename} is {problem}, which Python's zipfile cannot read; re-pack the images with `zip`")
+                problem = (
+                    "encrypted" if info.flag_bits & 0x1 else f"packed with compression method {info.compress_type}"
+                )
+                raise UserError(
+                    f"{archive}: {info.filename} is {problem}, which Python's zipfile cannot read; re-pack the images with `zip`"
+                )
             if name in index and (index[name][1].CRC, index[name][1].file_size) != (info.CRC, info.file_size):
                 first = f"{index[name][0].name}:{index[name][1].filename}"
-                raise UserError(f"{name}: two different images by that name ({first} and {archive.name}:{info.filename}); "
-                                f"keep one, or rename one and its entry in the captions")
+                raise UserError(
+                    f"{name}: two different images by that name ({first} and {archive.name}:{info.filename}); "
+                    f"keep one, or rename one and its entry in the captions"
+                )
             index.setdefault(name, (archive, info))
     return {name: (archive, info.filename) for name, (archive, info) in index.items()}
 
@@ -249,8 +270,11 @@ def extract(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = net.model.to(device)
     loader = DataLoader(
-        ZipImages(members, net.transform), batch_size=batch_size, num_workers=workers,
-        collate_fn=_collate, pin_memory=device.type == "cuda",
+        ZipImages(members, net.transform),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
     )
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         features = h5.create_dataset(
@@ -278,18 +302,20 @@ def extract(
                 f"{len(skipped)} of {len(images)} images could not be used, more than features.max_skipped "
                 f"({max_skipped:.1%}): {first}{'; ...' if len(skipped) > 3 else ''}; all listed in {report}"
             )
-        h5.attrs.update({
-            "backbone": net.name,
-            "weights": net.weights,
-            "weights_sha256": net.weights_sha256,
-            "transform": repr(net.transform),
-            "feature_dim": net.dim,
-            "device": device.type,
-            "images": len(images),
-            "skipped": len(skipped),
-            **{f"{package}_version": version(package) for package in LIBRARIES},
-            **{f"{package}_version": value for package, value in net.versions.items()},
-        })
+        h5.attrs.update(
+            {
+                "backbone": net.name,
+                "weights": net.weights,
+                "weights_sha256": net.weights_sha256,
+                "transform": repr(net.transform),
+                "feature_dim": net.dim,
+                "device": device.type,
+                "images": len(images),
+                "skipped": len(skipped),
+                **{f"{package}_version": version(package) for package in LIBRARIES},
+                **{f"{package}_version": value for package, value in net.versions.items()},
+            }
+        )
     return len(images) - len(skipped), len(skipped)
 
 
@@ -317,6 +343,8 @@ def read(path: Path, image_ids: np.ndarray) -> torch.Tensor:
         known = file["image_ids"][:]
         rows = np.searchsorted(known, image_ids).clip(max=len(known) - 1)
         if (missing := np.unique(image_ids[known[rows] != image_ids])).size:
-            raise UserError(f"{path}: no features for {missing.size} of the {len(np.unique(image_ids))} images asked for (image {missing[0]} first)")
+            raise UserError(
+                f"{path}: no features for {missing.size} of the {len(np.unique(image_ids))} images asked for (image {missing[0]} first)"
+            )
         unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads sorted, distinct rows
         return torch.from_numpy(file["features"][unique].astype(np.float32)[inverse])

@@ -23,7 +23,11 @@ def rgb(image: Image.Image) -> Image.Image:
         wide = np.asarray(image, dtype=np.float64)
         grey = Image.fromarray((wide * (255 / WIDE_GREYS[image.mode])).round().clip(0, 255).astype(np.uint8), "L")
         key = image.info.get("transparency")  # the one transparent grey, in the file's own scale
-        image = grey if key is None else Image.merge("LA", (grey, Image.fromarray(np.where(wide == key, 0, 255).astype(np.uint8), "L")))
+        image = (
+            grey
+            if key is None
+            else Image.merge("LA", (grey, Image.fromarray(np.where(wide == key, 0, 255).astype(np.uint8), "L")))
+        )
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
     return image.convert("RGB")

@@ -51,17 +51,38 @@ State = tuple[Tensor, Tensor, Tensor]
 
 
 class Infiller(nn.Module):
-    def __init__(self, vocab_size: int, feature_dim: int, width: int, heads: int, layers: int, feedforward: int,
-                 image_tokens: int, dropout: float):
+    def __init__(
+        self,
+        vocab_size: int,
+        feature_dim: int,
+        width: int,
+        heads: int,
+        layers: int,
+        feedforward: int,
+        image_tokens: int,
+        dropout: float,
+    ):
         super().__init__()
-        self.sizes = dict(vocab_size=vocab_size, feature_dim=feature_dim, width=width, heads=heads, layers=layers,
-                          feedforward=feedforward, image_tokens=image_tokens, dropout=dropout)
+        self.sizes = dict(
+            vocab_size=vocab_size,
+            feature_dim=feature_dim,
+            width=width,
+            heads=heads,
+            layers=layers,
+            feedforward=feedforward,
+            image_tokens=image_tokens,
+            dropout=dropout,
+        )
         self.blank = vocab_size  # the <blank> marker's row of `words`
         self.image = nn.Linear(feature_dim, image_tokens * width)
         self.words = nn.Embedding(vocab_size + 1, width, padding_idx=PAD_ID)
         self.lengths = nn.Embedding(LENGTHS + 1, width)
-        layer = dict(d_model=width, nhead=heads, dim_feedforward=feedforward, dropout=dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(**layer), layers, nn.LayerNorm(width), enable_nested_tensor=False)
+        layer = dict(
+            d_model=width, nhead=heads, dim_feedforward=feedforward, dropout=dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(**layer), layers, nn.LayerNorm(width), enable_nested_tensor=False
+        )
         self.decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(**layer), layers, nn.LayerNorm(width))
         self.out = nn.Linear(width, vocab_size)
 
@@ -71,7 +92,9 @@ class Infiller(nn.Module):
         n, width = features.shape[0], self.sizes["width"]
         image = self.image(features).view(n, self.sizes["image_tokens"], width)  # shape: (N, I, width)
         tokens = torch.cat([image, self.words(context)], 1)  # shape: (N, I + S, width)
-        pad = torch.cat([context.new_zeros(n, image.shape[1], dtype=torch.bool), context == PAD_ID], 1)  # shape: (N, I + S)
+        pad = torch.cat(
+            [context.new_zeros(n, image.shape[1], dtype=torch.bool), context == PAD_ID], 1
+        )  # shape: (N, I + S)
         memory = self.encoder(tokens + positions(tokens), src_key_padding_mask=pad)  # shape: (N, I + S, width)
         return memory, pad
 
@@ -80,8 +103,9 @@ class Infiller(nn.Module):
         token, then the fill's words so far (then <pad>, which only later positions could see)."""
         tokens = torch.cat([self.lengths(prefix[:, :1]), self.words(prefix[:, 1:])], 1)  # shape: (N, T, width)
         causal = nn.Transformer.generate_square_subsequent_mask(prefix.shape[1], device=prefix.device)  # shape: (T, T)
-        hidden = self.decoder(tokens + positions(tokens), memory, tgt_mask=causal, tgt_is_causal=True,
-                                          memory_key_padding_mask=pad)  # shape: (N, T, width)
+        hidden = self.decoder(
+            tokens + positions(tokens), memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=pad
+        )  # shape: (N, T, width)
         return self.out(hidden).log_softmax(-1)
 
     def begin(self, memory: Tensor, pad: Tensor, lengths: Tensor) -> tuple[State, Tensor]:
@@ -101,7 +125,9 @@ def positions(tokens: Tensor) -> Tensor:
     """Sinusoidal position vectors (1, T, width) for `tokens` (N, T, width) (Vaswani et al., 2017, sec. 3.5)."""
     length, width = tokens.shape[1], tokens.shape[2]
     position = torch.arange(length, device=tokens.device, dtype=tokens.dtype)[:, None]  # shape: (T, 1)
-    rate = torch.exp(torch.arange(0, width, 2, device=tokens.device, dtype=tokens.dtype) * (-math.log(10000.0) / width))  # shape: (width / 2,)
+    rate = torch.exp(
+        torch.arange(0, width, 2, device=tokens.device, dtype=tokens.dtype) * (-math.log(10000.0) / width)
+    )  # shape: (width / 2,)
     table = torch.zeros(length, width, device=tokens.device, dtype=tokens.dtype)  # shape: (T, width)
     table[:, 0::2] = torch.sin(position * rate)
     table[:, 1::2] = torch.cos(position * rate)[:, : width // 2]
@@ -137,7 +163,9 @@ class Blanked:
             kept = (n >= 3).long()  # a word kept on each side when there are three or more
             most = (n - 2 * kept).clamp(min=1)  # shape: (N,)
             length = 1 + (torch.rand(len(n), generator=generator) * most).long()  # shape: (N,): 1 .. most
-            first = kept + (torch.rand(len(n), generator=generator) * (n - 2 * kept - length + 1).clamp(min=1)).long()  # shape: (N,)
+            first = (
+                kept + (torch.rand(len(n), generator=generator) * (n - 2 * kept - length + 1).clamp(min=1)).long()
+            )  # shape: (N,)
             given = torch.rand(len(n), generator=generator) < GIVEN  # shape: (N,)
             self.drawn = (epoch, first, length, given)
         return self.drawn[1:]
@@ -179,8 +207,16 @@ def fit(settings: InfillSettings, data: Data, resume) -> Result:
     vocab_size = len(data.vocab)
 
     def build() -> tuple[nn.Module, torch.optim.Optimizer, nn.Module]:
-        model = Infiller(vocab_size, data.train.features.shape[1], settings.width, settings.heads, settings.layers,
-                         settings.feedforward, settings.image_tokens, settings.dropout)
+        model = Infiller(
+            vocab_size,
+            data.train.features.shape[1],
+            settings.width,
+            settings.heads,
+            settings.layers,
+            settings.feedforward,
+            settings.image_tokens,
+            settings.dropout,
+        )
         return model, torch.optim.AdamW(model.parameters(), lr=settings.lr), Loss(model)
 
     train, val = (Blanked(split, settings.seed, vocab_size) for split in (data.train, data.val))

@@ -80,7 +80,9 @@ class Captioner(nn.Module):
         h, c, image = state
         words = self.drop(self.embed(tokens) + image)  # shape: (N, embed)
         lstm = self.lstm
-        gates = F.linear(words, lstm.weight_ih_l0, lstm.bias_ih_l0) + F.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)  # shape: (N, 4 hidden)
+        gates = F.linear(words, lstm.weight_ih_l0, lstm.bias_ih_l0) + F.linear(
+            h, lstm.weight_hh_l0, lstm.bias_hh_l0
+        )  # shape: (N, 4 hidden)
         i, f, g, o = gates.chunk(4, 1)  # nn.LSTM's order: input, forget, cell, output
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # shape: (N, hidden)
         h = torch.sigmoid(o) * torch.tanh(c)  # shape: (N, hidden)
@@ -90,7 +92,12 @@ class Captioner(nn.Module):
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict, vocab: Vocab) -> None:
     """Write the model's sizes and weights, the trainer's `config` and the vocabulary's hash."""
-    checkpoint = {"sizes": model.sizes, "config": config, "vocab_sha256": vocab.sha256, "state_dict": model.state_dict()}
+    checkpoint = {
+        "sizes": model.sizes,
+        "config": config,
+        "vocab_sha256": vocab.sha256,
+        "state_dict": model.state_dict(),
+    }
     buffer = io.BytesIO()  # torch.save names the archive inside after a file: a buffer keeps the bytes path-free
     torch.save(checkpoint, buffer)
     with atomic_path(path) as tmp:
@@ -129,8 +136,9 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def load_models(folder: Path, vocab: Vocab, device: torch.device | str = "cpu", infiller: bool = True,
-                features: Path | None = None) -> "Models":
+def load_models(
+    folder: Path, vocab: Vocab, device: torch.device | str = "cpu", infiller: bool = True, features: Path | None = None
+) -> "Models":
     """The captioners `folder/{forward,backward}.pt` and, when asked for and there, the
     infiller `folder/infill.pt`, on `device`. Each must be the model its file names, and all
     must read the same features, those of `features` when given (the CLI's, whose backbone
@@ -142,17 +150,29 @@ def load_models(folder: Path, vocab: Vocab, device: torch.device | str = "cpu", 
     paths = {"forward": folder / "forward.pt", "backward": folder / "backward.pt"}
     if infiller and (folder / "infill.pt").is_file():
         paths["infill"] = folder / "infill.pt"
-    loaded = {role: load_checkpoint(path, vocab, Infiller if role == "infill" else Captioner) for role, path in paths.items()}
+    loaded = {
+        role: load_checkpoint(path, vocab, Infiller if role == "infill" else Captioner) for role, path in paths.items()
+    }
     for role, model in loaded.items():
         if model.config.get("direction") != role:
             raise UserError(f"{paths[role]}: holds the {model.config.get('direction')} model, not the {role} one")
-    trained_on = {role: model.config["features_sha256"] for role, model in loaded.items() if "features_sha256" in model.config}
+    trained_on = {
+        role: model.config["features_sha256"] for role, model in loaded.items() if "features_sha256" in model.config
+    }
     if features is not None:
         trained_on["given"] = file_sha256(features)
     if len(set(trained_on.values())) > 1:
         shown = ", ".join(f"{paths.get(role, features)} {sha[:12]}" for role, sha in trained_on.items())
-        raise UserError(f"the models were not trained on the same features ({shown}); retrain them, or give the features they were trained on")
+        raise UserError(
+            f"the models were not trained on the same features ({shown}); retrain them, or give the features they were trained on"
+        )
     widths = {role: model.sizes["feature_dim"] for role, model in loaded.items()}
     if len(set(widths.values())) > 1:
-        raise UserError(f"{folder}: the models read features of different sizes ({', '.join(f'{r} {w}' for r, w in widths.items())})")
-    return Models(loaded["forward"].to(device), loaded["backward"].to(device), loaded["infill"].to(device) if "infill" in loaded else None)
+        raise UserError(
+            f"{folder}: the models read features of different sizes ({', '.join(f'{r} {w}' for r, w in widths.items())})"
+        )
+    return Models(
+        loaded["forward"].to(device),
+        loaded["backward"].to(device),
+        loaded["infill"].to(device) if "infill" in loaded else None,
+    )

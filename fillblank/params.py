@@ -78,8 +78,11 @@ def overrides(settings: type[Section]) -> type[Section]:
         for name, field in settings.model_fields.items()
     }
     override = create_model(settings.__name__.replace("Settings", "Override"), __base__=Section, **optional)
-    return create_model(settings.__name__.replace("Settings", "Overrides"), __base__=Section,
-                        **{dataset: (override, ...) for dataset in get_args(Dataset)})
+    return create_model(
+        settings.__name__.replace("Settings", "Overrides"),
+        __base__=Section,
+        **{dataset: (override, ...) for dataset in get_args(Dataset)},
+    )
 
 
 def for_dataset(section: Section, settings: type[Section], dataset: str) -> Section:
@@ -152,7 +155,9 @@ class Fill(Section):
     methods: list[str] = Field(min_length=1)  # one fill stage each; names declared in fillblank.decode.registry
     beam: int = Field(ge=1)  # hypotheses kept per blank by every beam search
     sweeps: int = Field(ge=0)  # BiBS sweeps after the first forward beam search, at most
-    m_best: int = Field(ge=1)  # BiBS: each sweep's best fills scored by S(Y), and fills returned (the stage writes the first)
+    m_best: int = Field(
+        ge=1
+    )  # BiBS: each sweep's best fills scored by S(Y), and fills returned (the stage writes the first)
     max_length: int = Field(ge=1)  # longest fill considered when the length is unknown
     batch: int = Field(ge=1)  # blanks decoded together
     exact_max_rows: int = Field(ge=1)  # prefixes per blank that exact search keeps before giving up proof
@@ -169,7 +174,9 @@ class Fill(Section):
 
         known = methods()
         if unknown := [name for name in names if name not in known]:
-            raise ValueError(f"no method {unknown[0]!r}; the methods are {', '.join(known)} (user methods go in methods/*.py)")
+            raise ValueError(
+                f"no method {unknown[0]!r}; the methods are {', '.join(known)} (user methods go in methods/*.py)"
+            )
         return names
 
 
@@ -188,7 +195,11 @@ def declared_once() -> set[str]:
         except (SyntaxError, ValueError):
             continue
         for function in (node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)):
-            for call in (d for d in function.decorator_list if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register"):
+            for call in (
+                d
+                for d in function.decorator_list
+                if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register"
+            ):
                 if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
                     names[call.args[0].value] += 1
     return {name for name, count in names.items() if count == 1}

@@ -70,8 +70,17 @@ UNCOMPARED = ("seconds_per_blank", "provenance")
 DECODE_TOLERANCE = 0.005
 PERPLEXITY_TOLERANCE = 0.03
 PIPELINE_TOLERANCE = {
-    "BLEU-1": 0.04, "BLEU-2": 0.05, "BLEU-3": 0.05, "BLEU-4": 0.07, "METEOR": 0.06, "ROUGE-L": 0.04, "CIDEr": 0.10,
-    "exact_match": 0.10, "mean_score": 0.25, "search_error": 0.15, "length_error": 0.30,
+    "BLEU-1": 0.04,
+    "BLEU-2": 0.05,
+    "BLEU-3": 0.05,
+    "BLEU-4": 0.07,
+    "METEOR": 0.06,
+    "ROUGE-L": 0.04,
+    "CIDEr": 0.10,
+    "exact_match": 0.10,
+    "mean_score": 0.25,
+    "search_error": 0.15,
+    "length_error": 0.30,
 }
 # Where the blanks are short, fb_rerank finds the fill of highest S(Y) for all but a few,
 # and which method's CIDEr is higher turns on those few: on `shapes` at ratio 0.25 even
@@ -101,7 +110,9 @@ def compared(metrics: dict) -> dict[str, float]:
     return flatten({k: v for k, v in metrics.items() if k not in UNCOMPARED})
 
 
-def moved(committed: dict, new: dict, tolerance: float | dict[str, float]) -> list[tuple[str, float | None, float | None, str]]:
+def moved(
+    committed: dict, new: dict, tolerance: float | dict[str, float]
+) -> list[tuple[str, float | None, float | None, str]]:
     """`(metric, committed, new, why)` for every metric that is new, gone or moved too far.
     `tolerance` is one number, or one per metric name (the last part of a flat name)."""
     old, now = compared(committed), compared(new)
@@ -159,10 +170,16 @@ def decode_fixture(fill: params.Fill, methods: list[str], fixture: Path = FIXTUR
     fill = length.resolved(fill, fixture / "length.json")
     blank_set = tables.read(fixture / "blanks.parquet")
     features = image_features.read(fixture / "features.h5", blank_set["image_id"].to_numpy())
-    blanks, captions = read_table(fixture / "blanks.parquet", BLANK_COLUMNS), read_table(fixture / "captions.parquet", CAPTION_COLUMNS)
+    blanks, captions = (
+        read_table(fixture / "blanks.parquet", BLANK_COLUMNS),
+        read_table(fixture / "captions.parquet", CAPTION_COLUMNS),
+    )
     with tempfile.TemporaryDirectory() as folder:
         for method in methods:
-            pq.write_table(decode.fill_table(method, models, vocab, blank_set, features, fill, {}), Path(folder) / f"{method}.parquet")
+            pq.write_table(
+                decode.fill_table(method, models, vocab, blank_set, features, fill, {}),
+                Path(folder) / f"{method}.parquet",
+            )
         return evaluate(read_fills(Path(folder), methods, blanks), blanks, captions, fill.length_bonus)
 
 
@@ -193,7 +210,9 @@ def freeze(project: Path, fixture: Path = FIXTURE) -> None:
 
 
 def render(rows: list[tuple[str, float | None, float | None, str]], headers: tuple[str, str]) -> str:
-    cells = [(name, "-" if a is None else f"{a:.6f}", "-" if b is None else f"{b:.6f}", why) for name, a, b, why in rows]
+    cells = [
+        (name, "-" if a is None else f"{a:.6f}", "-" if b is None else f"{b:.6f}", why) for name, a, b, why in rows
+    ]
     table = [("metric", *headers, ""), *cells]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table)
@@ -218,8 +237,10 @@ def report(what: str, changes: list, behind: list, largest: dict[str, float]) ->
         print(render(behind, ("baseline", "bibs")))
     if changes or behind:
         sys.exit(1)
-    print(f"{what}: every metric within its tolerance of the committed one; largest changes: "
-          + ", ".join(f"{name} {value:.2%}" for name, value in sorted(largest.items())))
+    print(
+        f"{what}: every metric within its tolerance of the committed one; largest changes: "
+        + ", ".join(f"{name} {value:.2%}" for name, value in sorted(largest.items()))
+    )
 
 
 def main() -> None:
@@ -228,18 +249,32 @@ def main() -> None:
     pipeline = commands.add_parser("pipeline", help="compare two metrics/ folders: training and the whole pipeline")
     pipeline.add_argument("committed", type=Path, help="metrics/ as committed")
     pipeline.add_argument("new", type=Path, help="metrics/ as the pipeline just wrote it")
-    decoding = commands.add_parser("decoding", help="decode the fixed captioners and compare with their committed metrics")
-    decoding.add_argument("--write", action="store_true", help="write the metrics into the fixture instead of comparing")
-    commands.add_parser("freeze", help="make the fixture anew from this project's shapes outputs, then decode it").set_defaults(write=True)
+    decoding = commands.add_parser(
+        "decoding", help="decode the fixed captioners and compare with their committed metrics"
+    )
+    decoding.add_argument(
+        "--write", action="store_true", help="write the metrics into the fixture instead of comparing"
+    )
+    commands.add_parser(
+        "freeze", help="make the fixture anew from this project's shapes outputs, then decode it"
+    ).set_defaults(write=True)
     args = parser.parse_args()
 
     if args.command == "pipeline":
         trained = perplexities(args.committed, args.new)
-        changes = [(f"{name}: best_val_perplexity", before, after, f"moved by {after - before:+.6g}")
-                   for name, (before, after) in trained.items() if change(before, after) > PERPLEXITY_TOLERANCE]
+        changes = [
+            (f"{name}: best_val_perplexity", before, after, f"moved by {after - before:+.6g}")
+            for name, (before, after) in trained.items()
+            if change(before, after) > PERPLEXITY_TOLERANCE
+        ]
         committed, new = read(args.committed / f"{DATASET}.json"), read(args.new / f"{DATASET}.json")
         largest = largest_changes(committed, new) | {"perplexity": max(change(*pair) for pair in trained.values())}
-        report(f"{args.new}: training and the {DATASET} pipeline", changes + moved(committed, new, PIPELINE_TOLERANCE), [], largest)
+        report(
+            f"{args.new}: training and the {DATASET} pipeline",
+            changes + moved(committed, new, PIPELINE_TOLERANCE),
+            [],
+            largest,
+        )
         return
     if args.command == "freeze":
         freeze(Path("."))
@@ -250,7 +285,12 @@ def main() -> None:
         print(f"decoding on fixed captioners: metrics written to {FIXTURE / 'metrics.json'}")
         return
     committed = read(FIXTURE / "metrics.json")
-    report("decoding on fixed captioners", moved(committed, metrics, DECODE_TOLERANCE), bibs_behind(metrics), largest_changes(committed, metrics))
+    report(
+        "decoding on fixed captioners",
+        moved(committed, metrics, DECODE_TOLERANCE),
+        bibs_behind(metrics),
+        largest_changes(committed, metrics),
+    )
 
 
 if __name__ == "__main__":

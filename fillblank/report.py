@@ -30,10 +30,17 @@ from tqdm import tqdm
 
 from fillblank import images
 from fillblank.decode.registry import with_role
-from fillblank.evaluate import COCO_METRICS, LOWER_IS_BETTER, SETTINGS
 from fillblank.errors import UserError
+from fillblank.evaluate import COCO_METRICS, LOWER_IS_BETTER, SETTINGS
 
-TABLE_METRICS = ("CIDEr", *(m for m in COCO_METRICS if m != "CIDEr"), "exact_match", "mean_score", "length_error", "search_error")
+TABLE_METRICS = (
+    "CIDEr",
+    *(m for m in COCO_METRICS if m != "CIDEr"),
+    "exact_match",
+    "mean_score",
+    "length_error",
+    "search_error",
+)
 SETTING_TITLES = {"known": "Known blank length", "unknown": "Unknown blank length"}
 THUMBNAIL = 320  # pixels, the longer side: big enough to see, small enough for a page of dozens
 
@@ -128,8 +135,12 @@ def chart(metrics: dict, metric: str, title: str) -> str:
     """An SVG line chart of `metric` against the blank ratio, one line per method and
     setting (solid: length known, dashed: unknown). A plain file that renders anywhere, with
     no script and no network, unlike `dvc plots show`'s page, which loads Vega from a CDN."""
-    lines = {(method, setting): sorted((float(r), v[metric]) for r, v in per_ratio.items() if metric in v)
-             for setting in SETTINGS if setting in metrics for method, per_ratio in metrics[setting].items()}
+    lines = {
+        (method, setting): sorted((float(r), v[metric]) for r, v in per_ratio.items() if metric in v)
+        for setting in SETTINGS
+        if setting in metrics
+        for method, per_ratio in metrics[setting].items()
+    }
     lines = {key: points for key, points in lines.items() if points}
     xs = sorted({x for points in lines.values() for x, _ in points})
     ys = [y for points in lines.values() for _, y in points]
@@ -142,10 +153,12 @@ def chart(metrics: dict, metric: str, title: str) -> str:
         return f"{left + fx * plot_w:.1f},{top + (1 - (y - low) / (high - low)) * plot_h:.1f}"
 
     e = html.escape
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-           '<rect width="100%" height="100%" fill="white"/>',
-           f'<text x="{left}" y="22" font-size="14">{e(title)}</text>',
-           f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
+    svg = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="{left}" y="22" font-size="14">{e(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
+    ]
     for i in range(5):
         y = low + (high - low) * i / 4
         svg.append(f'<text x="{left - 6}" y="{at(xs[0], y).split(",")[1]}" text-anchor="end" dy="4">{y:.3g}</text>')
@@ -154,12 +167,17 @@ def chart(metrics: dict, metric: str, title: str) -> str:
     svg.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">blank ratio</text>')
     methods = list(dict.fromkeys(method for method, _ in lines))
     for n, ((method, setting), points) in enumerate(lines.items()):
-        colour, dash = PALETTE[methods.index(method) % len(PALETTE)], ' stroke-dasharray="6,4"' if setting == "unknown" else ""
+        colour, dash = (
+            PALETTE[methods.index(method) % len(PALETTE)],
+            ' stroke-dasharray="6,4"' if setting == "unknown" else "",
+        )
         path = " ".join(at(x, y) for x, y in points)
         svg.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
         svg += [f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="3" fill="{colour}"/>' for c in path.split()]
         ly = top + 8 + n * 16
-        svg.append(f'<line x1="{left + plot_w + 16}" y1="{ly}" x2="{left + plot_w + 40}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>')
+        svg.append(
+            f'<line x1="{left + plot_w + 16}" y1="{ly}" x2="{left + plot_w + 40}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         svg.append(f'<text x="{left + plot_w + 46}" y="{ly + 4}">{e(method)}, {setting}</text>')
     return "\n".join(svg + ["</svg>"]) + "\n"
 
@@ -182,7 +200,9 @@ def pick_examples(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFr
         bleus.append(cache[image, sentence])
     rows["bleu"] = bleus
 
-    spread = rows.groupby(["setting", "blank_id"])["bleu"].agg(lambda b: b.max() - b.min()).rename("spread").reset_index()
+    spread = (
+        rows.groupby(["setting", "blank_id"])["bleu"].agg(lambda b: b.max() - b.min()).rename("spread").reset_index()
+    )
     chosen = spread.sort_values(["spread", "setting", "blank_id"], ascending=[False, True, True]).head(count)
     first = captions.drop_duplicates("image_id").set_index("image_id")
     raws = captions.groupby("image_id")["raw"].agg(list)
@@ -190,13 +210,15 @@ def pick_examples(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFr
     for setting, blank_id in zip(chosen["setting"], chosen["blank_id"]):
         group = rows[(rows["setting"] == setting) & (rows["blank_id"] == blank_id)]
         head = group.iloc[0]
-        examples.append({
-            **{key: head[key] for key in ("blank_id", "image_id", "ratio", "left", "blank", "right")},
-            "setting": setting,
-            "filename": first.loc[head["image_id"], "filename"],
-            "references": raws[head["image_id"]],
-            "fills": list(zip(group["method"], group["fill"], group["bleu"])),
-        })
+        examples.append(
+            {
+                **{key: head[key] for key in ("blank_id", "image_id", "ratio", "left", "blank", "right")},
+                "setting": setting,
+                "filename": first.loc[head["image_id"], "filename"],
+                "references": raws[head["image_id"]],
+                "fills": list(zip(group["method"], group["fill"], group["bleu"])),
+            }
+        )
     return examples
 
 
@@ -212,7 +234,9 @@ def thumbnails(folder: Path, filenames: Iterable[str]) -> dict[str, str]:
                 if base in wanted and wanted[base] not in uris:
                     uris[wanted[base]] = data_uri(zipped.read(member), f"{archive}:{member}")
     if missing := sorted(set(wanted.values()) - uris.keys()):
-        raise UserError(f"{folder}: no image {PurePosixPath(missing[0]).name} in its zip archives ({len(missing)} missing)")
+        raise UserError(
+            f"{folder}: no image {PurePosixPath(missing[0]).name} in its zip archives ({len(missing)} missing)"
+        )
     return uris
 
 
@@ -269,7 +293,16 @@ def gallery(examples: list[dict], images: dict[str, str], title: str) -> str:
         ]
         for method, fill, bleu in ex["fills"]:
             sentence = f"{e(' '.join(ex['left']))} <mark>{e(' '.join(fill)) or '∅'}</mark> {e(' '.join(ex['right']))}"
-            parts.append(f'<tr data-method="{e(method)}"><td>{e(method)}</td><td>{sentence}</td><td class="bleu">{bleu:.3f}</td></tr>')
-        parts += ["</table>", "<ol>", *(f"<li>{e(ref)}</li>" for ref in ex["references"]), "</ol>", "</div>", "</section>"]
+            parts.append(
+                f'<tr data-method="{e(method)}"><td>{e(method)}</td><td>{sentence}</td><td class="bleu">{bleu:.3f}</td></tr>'
+            )
+        parts += [
+            "</table>",
+            "<ol>",
+            *(f"<li>{e(ref)}</li>" for ref in ex["references"]),
+            "</ol>",
+            "</div>",
+            "</section>",
+        ]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -54,8 +54,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from fillblank import features as image_features
 from fillblank import distributed, provenance, tables
+from fillblank import features as image_features
 from fillblank.atomic import atomic_path
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError, run
@@ -147,7 +147,10 @@ def load_data(vocab: Path, captions: Path, features: Path, direction: str) -> Da
     # The features stage leaves out images it cannot read (and says which); so do we.
     seen = np.isin(table["image_id"].to_numpy(), image_features.stored_ids(features))
     if not seen.all():
-        print(f"{features}: no features for {(~seen).sum()} captions of {captions}; training without them", file=sys.stderr)
+        print(
+            f"{features}: no features for {(~seen).sum()} captions of {captions}; training without them",
+            file=sys.stderr,
+        )
     splits = {}
     for name in ("train", "val"):
         rows = table[seen & (table["split"] == name).to_numpy()]
@@ -191,7 +194,12 @@ class Result:
     def metrics(self) -> dict:
         best = self.history[self.best_epoch - 1]["val_perplexity"]
         epochs = len(self.history)
-        return {"best_val_perplexity": best, "best_epoch": self.best_epoch, "epochs": epochs, "tokens_per_second": self.tokens_per_second}
+        return {
+            "best_val_perplexity": best,
+            "best_epoch": self.best_epoch,
+            "epochs": epochs,
+            "tokens_per_second": self.tokens_per_second,
+        }
 
 
 def fit(settings: TrainSettings, data: Data, resume: Path) -> Result:
@@ -230,7 +238,9 @@ def loop(settings: Schedule, train: Examples, val: Examples, config: dict, resum
         epoch = state["epoch"] + 1
         train_loss, tokens, seconds = _train_epoch(loss, optimizer, train, settings, epoch, rank, world, device)
         val_loss = evaluate(loss_module, val, settings.batch_size, rank, world)
-        state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_perplexity": math.exp(val_loss)})
+        state["history"].append(
+            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_perplexity": math.exp(val_loss)}
+        )
         if state["best"] is None or val_loss < state["history"][state["best_epoch"] - 1]["val_loss"]:
             state["best"] = {key: value.detach().clone() for key, value in model.state_dict().items()}
             state["best_epoch"] = epoch
@@ -240,7 +250,9 @@ def loop(settings: Schedule, train: Examples, val: Examples, config: dict, resum
         if rank == 0:
             with atomic_path(resume) as tmp:
                 torch.save(state, tmp)
-            print(f"epoch {epoch}: train loss {train_loss:.4f}, val perplexity {math.exp(val_loss):.3f}, {tokens / seconds:.0f} tokens/s")
+            print(
+                f"epoch {epoch}: train loss {train_loss:.4f}, val perplexity {math.exp(val_loss):.3f}, {tokens / seconds:.0f} tokens/s"
+            )
 
     model.load_state_dict(state["best"])
     tokens_per_second = state["train_tokens"] / state["train_seconds"]
@@ -249,7 +261,9 @@ def loop(settings: Schedule, train: Examples, val: Examples, config: dict, resum
     return Result(model.cpu().eval(), recorded, state["history"], state["best_epoch"], tokens_per_second)
 
 
-def _train_epoch(loss_fn, optimizer, split: Examples, settings: Schedule, epoch: int, rank: int, world: int, device) -> tuple[float, int, float]:
+def _train_epoch(
+    loss_fn, optimizer, split: Examples, settings: Schedule, epoch: int, rank: int, world: int, device
+) -> tuple[float, int, float]:
     """One pass over `split` in this epoch's order: (loss per token, tokens, seconds)."""
     torch.manual_seed(mixed_seed(settings.seed, epoch, rank))  # dropout
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(mixed_seed(settings.seed, epoch)))
@@ -308,7 +322,9 @@ def examples(model: Captioner, data: Data, count: int) -> list[str]:
 
 def curves_csv(history: list[dict]) -> str:
     lines = ["epoch,train_loss,val_loss,val_perplexity"]
-    lines += [f"{row['epoch']},{row['train_loss']:.6f},{row['val_loss']:.6f},{row['val_perplexity']:.6f}" for row in history]
+    lines += [
+        f"{row['epoch']},{row['train_loss']:.6f},{row['val_loss']:.6f},{row['val_perplexity']:.6f}" for row in history
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -44,9 +44,11 @@ def main() -> None:
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
     lengths = pc.list_value_length(table["blank"]).to_pylist()
-    print(f"{args.dataset}: {table.num_rows} blanks ({table.num_rows // len(ratios)} test captions x {len(ratios)} ratios), "
-          f"{sum(lengths) / len(lengths):.2f} words each on average, at most {max(lengths)}; written to {out}; "
-          f"{left_out} test captions of skipped images left out")
+    print(
+        f"{args.dataset}: {table.num_rows} blanks ({table.num_rows // len(ratios)} test captions x {len(ratios)} ratios), "
+        f"{sum(lengths) / len(lengths):.2f} words each on average, at most {max(lengths)}; written to {out}; "
+        f"{left_out} test captions of skipped images left out"
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,10 @@ def main() -> None:
     names = params_module.load().fill.methods
     out = args.out or Path("data/code") / args.dataset
     for name in names:
-        write_text(out / f"{name}.json", json.dumps(record(name, args.models or Path("data/models") / args.dataset), indent=1) + "\n")
+        write_text(
+            out / f"{name}.json",
+            json.dumps(record(name, args.models or Path("data/models") / args.dataset), indent=1) + "\n",
+        )
     print(f"{args.dataset}: what {len(names)} methods fill from, recorded in {out}")
 
 

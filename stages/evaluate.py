@@ -40,7 +40,9 @@ def main() -> None:
     fills, blanks, captions = read_results(Path("."), name, params.fill.methods)
     print(f"{name}: scoring {', '.join(params.fill.methods)} on {len(blanks)} blanks")
     bonus = length.resolved(params.fill, length.tuned_path(name)).length_bonus  # the search error counts it
-    metrics = evaluate(fills, blanks, captions, bonus) | {"provenance": read_provenance(Path("data/fills") / name, params.fill.methods)}
+    metrics = evaluate(fills, blanks, captions, bonus) | {
+        "provenance": read_provenance(Path("data/fills") / name, params.fill.methods)
+    }
 
     write_text(Path("metrics") / f"{name}.json", json.dumps(metrics, indent=2) + "\n")
     write_text(reports / "table.md", tables(metrics, f"{name}: filling the blanks"))
@@ -49,8 +51,12 @@ def main() -> None:
             (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
             (tmp / relative).write_text(text, encoding="utf-8")
         for metric in CHARTS:
-            (tmp / f"{metric}.svg").write_text(chart(metrics, metric, f"{name}: {metric} against the blank ratio"), encoding="utf-8")
-    print(f"{name}: tables in {reports / 'table.md'}, metrics in metrics/{name}.json, plot data in {reports / 'plots'}/")
+            (tmp / f"{metric}.svg").write_text(
+                chart(metrics, metric, f"{name}: {metric} against the blank ratio"), encoding="utf-8"
+            )
+    print(
+        f"{name}: tables in {reports / 'table.md'}, metrics in metrics/{name}.json, plot data in {reports / 'plots'}/"
+    )
 
 
 if __name__ == "__main__":

@@ -34,11 +34,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sources.NAMES)
     parser.add_argument("method", choices=registry.methods())
-    parser.add_argument("--models", type=Path, default=None, help="folder of forward.pt, backward.pt and infill.pt; default: data/models/<dataset>")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="folder of forward.pt, backward.pt and infill.pt; default: data/models/<dataset>",
+    )
     parser.add_argument("--vocab", type=Path, default=None, help="default: data/prepared/<dataset>/vocab.json")
     parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
     parser.add_argument("--blanks", type=Path, default=None, help="default: data/blanks/<dataset>.parquet")
-    parser.add_argument("--length", type=Path, default=None, help="the tuned length rule; default: data/length/<dataset>.json")
+    parser.add_argument(
+        "--length", type=Path, default=None, help="the tuned length rule; default: data/length/<dataset>.json"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: data/fills/<dataset>/<method>.parquet")
     args = parser.parse_args()
     p = length.resolved(params_module.load().fill, args.length or length.tuned_path(args.dataset))
@@ -52,8 +59,14 @@ def main() -> None:
     with distributed.group():
         device = decode.device(p.device)
         models = load_models(models_dir, vocab, device, infiller=registry.methods()[args.method].reads_infiller)
-        table = tables.read(args.blanks or Path("data/blanks") / f"{args.dataset}.parquet", ["blank_id", "image_id", "left", "blank", "right"], made_by="blanks")
-        features = image_features.read(args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy())
+        table = tables.read(
+            args.blanks or Path("data/blanks") / f"{args.dataset}.parquet",
+            ["blank_id", "image_id", "left", "blank", "right"],
+            made_by="blanks",
+        )
+        features = image_features.read(
+            args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy()
+        )
         trained_on = {name: model.config.get("provenance") for name, model in vars(models).items() if model is not None}
         filled = decode.fill_table(args.method, models, vocab, table, features.to(device), p, trained_on)
         if distributed.rank_world()[0] != 0:
@@ -63,8 +76,10 @@ def main() -> None:
     for setting in registry.methods()[args.method].settings:
         rows = filled.filter(pc.equal(filled["setting"], setting))
         lengths = f", length {pc.mean(rows['length']).as_py():.2f} (removed: {removed:.2f})"
-        print(f"{args.dataset} {args.method}, {setting} length: mean S(Y) {pc.mean(rows['score']).as_py():.4f}"
-              f"{lengths if setting == 'unknown' else ''} over {rows.num_rows} blanks")
+        print(
+            f"{args.dataset} {args.method}, {setting} length: mean S(Y) {pc.mean(rows['score']).as_py():.4f}"
+            f"{lengths if setting == 'unknown' else ''} over {rows.num_rows} blanks"
+        )
     with atomic_path(out) as tmp:
         pq.write_table(filled, tmp)
 

@@ -31,8 +31,15 @@ from fillblank.model import load_models
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sources.NAMES)
-    parser.add_argument("--models", type=Path, default=None, help="folder of forward.pt and backward.pt; default: data/models/<dataset>")
-    parser.add_argument("--prepared", type=Path, default=None, help="folder of vocab.json and captions.parquet; default: data/prepared/<dataset>")
+    parser.add_argument(
+        "--models", type=Path, default=None, help="folder of forward.pt and backward.pt; default: data/models/<dataset>"
+    )
+    parser.add_argument(
+        "--prepared",
+        type=Path,
+        default=None,
+        help="folder of vocab.json and captions.parquet; default: data/prepared/<dataset>",
+    )
     parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
     parser.add_argument("--out", type=Path, default=None, help="default: data/length/<dataset>.json")
     args = parser.parse_args()
@@ -48,8 +55,10 @@ def main() -> None:
     features_path = args.features or Path("data/features") / f"{args.dataset}.h5"
     val = length.validation_blanks(prepared, features_path, settings.blanks.ratios, p.tune_images)
     if val.num_rows == 0:
-        raise UserError(f"{prepared / 'captions.parquet'}: no validation captions of images with features to tune the length rule on; "
-                        "give fill.length_bonus a number instead of tuned")
+        raise UserError(
+            f"{prepared / 'captions.parquet'}: no validation captions of images with features to tune the length rule on; "
+            "give fill.length_bonus a number instead of tuned"
+        )
     features = image_features.read(features_path, val["image_id"].to_numpy())
     left, right = (val[name].to_pylist() for name in ("left", "right"))
     every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
@@ -60,9 +69,11 @@ def main() -> None:
     captions = tables.read(prepared / "captions.parquet", ["image_id", "tokens"], made_by="prepare").to_pandas()
     tuned = length.tune(seen, vocab, val, evaluate.references(captions).loc[val["image_id"].to_numpy()].tolist())
     write_text(out, json.dumps(tuned, indent=1) + "\n")
-    print(f"{args.dataset}: length bonus {tuned['length_bonus']} nats per word, CIDEr {tuned['CIDEr']:.3f} (no bonus: "
-          f"{tuned['cider'][0.0]:.3f}), mean length error {tuned['length_error']:.2f} words over {tuned['blanks']} val blanks; "
-          f"written to {out}")
+    print(
+        f"{args.dataset}: length bonus {tuned['length_bonus']} nats per word, CIDEr {tuned['CIDEr']:.3f} (no bonus: "
+        f"{tuned['cider'][0.0]:.3f}), mean length error {tuned['length_error']:.2f} words over {tuned['blanks']} val blanks; "
+        f"written to {out}"
+    )
 
 
 if __name__ == "__main__":

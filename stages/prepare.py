@@ -35,9 +35,11 @@ def main() -> None:
     captions, dropped = karpathy.read(raw / f"dataset_{args.dataset}.json")
     share = len(dropped) / max(1, captions.num_rows + len(dropped))
     if share > params.prepare.max_dropped:
-        first = "; ".join(f"image {d['image_id']} ({d['filename']}): {d['reason']}" for d in dropped[:karpathy.SHOWN])
-        raise UserError(f"{raw}: {len(dropped)} captions or images dropped ({share:.1%}, more than prepare.max_dropped "
-                        f"{params.prepare.max_dropped:.1%}): {first}")
+        first = "; ".join(f"image {d['image_id']} ({d['filename']}): {d['reason']}" for d in dropped[: karpathy.SHOWN])
+        raise UserError(
+            f"{raw}: {len(dropped)} captions or images dropped ({share:.1%}, more than prepare.max_dropped "
+            f"{params.prepare.max_dropped:.1%}): {first}"
+        )
     splits = Counter(captions["split"].to_pylist())
     train = captions.filter(pc.equal(captions["split"], "train"))["tokens"].to_pylist()
     if not train:
@@ -48,10 +50,14 @@ def main() -> None:
         tmp.mkdir(parents=True)
         vocab.save(tmp / "vocab.json")
         pq.write_table(captions, tmp / "captions.parquet")
-        (tmp / "dropped.json").write_text(json.dumps({"captions": captions.num_rows, "dropped": dropped}, indent=1) + "\n", encoding="utf-8")
+        (tmp / "dropped.json").write_text(
+            json.dumps({"captions": captions.num_rows, "dropped": dropped}, indent=1) + "\n", encoding="utf-8"
+        )
     counts = ", ".join(f"{splits[s]} {s}" for s in ("train", "val", "test"))
-    print(f"{args.dataset}: {len(vocab)} words (min_count {params.prepare.min_count}); captions: {counts}; "
-          f"dropped: {len(dropped)} (listed in {out / 'dropped.json'})")
+    print(
+        f"{args.dataset}: {len(vocab)} words (min_count {params.prepare.min_count}); captions: {counts}; "
+        f"dropped: {len(dropped)} (listed in {out / 'dropped.json'})"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,12 @@ def main() -> None:
     parser.add_argument("--prepared", type=Path, default=None, help="default: data/prepared/<dataset>")
     parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
     parser.add_argument("--model", type=Path, default=None, help="default: data/models/<dataset>/<direction>.pt")
-    parser.add_argument("--metrics", type=Path, default=None,
-                        help="default: metrics/train/<dataset>-<direction>.json, or beside --model (<model>.metrics.json) when that is given")
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=None,
+        help="default: metrics/train/<dataset>-<direction>.json, or beside --model (<model>.metrics.json) when that is given",
+    )
     args = parser.parse_args()
     params = params_module.load()
     infilling = args.direction == "infill"
@@ -51,7 +55,11 @@ def main() -> None:
     features = args.features or Path("data/features") / f"{args.dataset}.h5"
     model_path = args.model or Path("data/models") / args.dataset / f"{args.direction}.pt"
     # A model trained elsewhere keeps its metrics beside it, not over the pipeline's.
-    metrics = args.metrics or (model_path.with_suffix(".metrics.json") if args.model else Path("metrics/train") / f"{args.dataset}-{args.direction}.json")
+    metrics = args.metrics or (
+        model_path.with_suffix(".metrics.json")
+        if args.model
+        else Path("metrics/train") / f"{args.dataset}-{args.direction}.json"
+    )
     resume = model_path.with_suffix(".resume.pt")
 
     with distributed.group():
@@ -64,8 +72,10 @@ def main() -> None:
     summary = result.metrics()
     write_text(metrics, json.dumps(summary, indent=1) + "\n")
     resume.unlink(missing_ok=True)
-    print(f"{args.dataset} {args.direction}: val perplexity {summary['best_val_perplexity']:.3f} at epoch "
-          f"{summary['best_epoch']} of {summary['epochs']}, {summary['tokens_per_second']:.0f} tokens/s")
+    print(
+        f"{args.dataset} {args.direction}: val perplexity {summary['best_val_perplexity']:.3f} at epoch "
+        f"{summary['best_epoch']} of {summary['epochs']}, {summary['tokens_per_second']:.0f} tokens/s"
+    )
     if not infilling:
         print("greedy captions:\n" + "\n".join(examples(result.model, data, EXAMPLES)))
 

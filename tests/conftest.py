@@ -10,7 +10,7 @@ import pytest
 
 # clone(dest, params): the project's files as a fresh clone has them, with params merged in;
 # write_params(dest, params): only its params.yaml
-from experiments.run import copy_project as clone, write_params
+from experiments.run import write_params
 from fillblank import train
 from fillblank.params import ShapesSource, TrainSettings
 
@@ -53,7 +53,16 @@ def params_file(tmp_path: Path):
 # A small `shapes`: built in about a minute on two cores, large enough to fill blanks well.
 SHAPES = ShapesSource(seed=0, train=300, val=30, test=30, image_size=64)
 TRAIN = TrainSettings(
-    seed=0, embed=64, hidden=128, dropout=0.2, lr=0.003, rms_decay=0.99, clip=5.0, batch_size=25, max_epochs=20, patience=5
+    seed=0,
+    embed=64,
+    hidden=128,
+    dropout=0.2,
+    lr=0.003,
+    rms_decay=0.99,
+    clip=5.0,
+    batch_size=25,
+    max_epochs=20,
+    patience=5,
 )
 
 
@@ -63,8 +72,16 @@ def shapes_project(tmp_path_factory) -> Path:
     above: its params.yaml and what the download, prepare, features, both train stages and
     the length rule's tuning write. It takes about a minute, so the tests that use it are marked slow."""
     root = tmp_path_factory.mktemp("project")
-    write_params(root, {"sources": {"shapes": SHAPES.model_dump()}, "train": {"overrides": {"shapes": TRAIN.model_dump()}}})
-    for stage, *direction in [("download",), ("prepare",), ("features",), *(("train", d) for d in train.DIRECTIONS), ("length",)]:
+    write_params(
+        root, {"sources": {"shapes": SHAPES.model_dump()}, "train": {"overrides": {"shapes": TRAIN.model_dump()}}}
+    )
+    for stage, *direction in [
+        ("download",),
+        ("prepare",),
+        ("features",),
+        *(("train", d) for d in train.DIRECTIONS),
+        ("length",),
+    ]:
         result = run_stage(stage, "shapes", *direction, cwd=root)
         assert result.returncode == 0, f"{stage} {' '.join(direction)}:\n{result.stdout}\n{result.stderr}"
     return root

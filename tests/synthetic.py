@@ -44,10 +44,17 @@ FILLERS = {
 }
 KNOWN_ONLY_WRONG_LENGTH = "forward"  # in the unknown setting, forward picks one word too many
 
-FILL_SCHEMA = pa.schema([
-    ("blank_id", pa.int64()), ("setting", pa.string()), ("fill", pa.list_(pa.string())),
-    ("sentence", pa.string()), ("score", pa.float64()), ("length", pa.int64()), ("seconds", pa.float64()),
-])
+FILL_SCHEMA = pa.schema(
+    [
+        ("blank_id", pa.int64()),
+        ("setting", pa.string()),
+        ("fill", pa.list_(pa.string())),
+        ("sentence", pa.string()),
+        ("score", pa.float64()),
+        ("length", pa.int64()),
+        ("seconds", pa.float64()),
+    ]
+)
 
 
 def split_blank(words: list[str], ratio: float) -> tuple[list[str], list[str], list[str]]:
@@ -62,12 +69,29 @@ def write_dataset(root: Path) -> Path:
     for image_id, sentences in CAPTIONS.items():
         for n, raw in enumerate(sentences):
             sentence_id = image_id * 10 + n
-            captions.append({"image_id": image_id, "filename": f"shapes/{image_id:05d}.png", "split": "test",
-                             "sentence_id": sentence_id, "raw": raw.capitalize() + ".", "tokens": raw.split()})
+            captions.append(
+                {
+                    "image_id": image_id,
+                    "filename": f"shapes/{image_id:05d}.png",
+                    "split": "test",
+                    "sentence_id": sentence_id,
+                    "raw": raw.capitalize() + ".",
+                    "tokens": raw.split(),
+                }
+            )
             for ratio in RATIOS:
                 left, blank, right = split_blank(raw.split(), ratio)
-                blanks.append({"blank_id": len(blanks), "image_id": image_id, "sentence_id": sentence_id,
-                               "ratio": ratio, "left": left, "blank": blank, "right": right})
+                blanks.append(
+                    {
+                        "blank_id": len(blanks),
+                        "image_id": image_id,
+                        "sentence_id": sentence_id,
+                        "ratio": ratio,
+                        "left": left,
+                        "blank": blank,
+                        "right": right,
+                    }
+                )
 
     if (root / "params.yaml").is_file():  # the stages read the fills of `fill.methods`: these
         settings = yaml.safe_load((root / "params.yaml").read_text())
@@ -84,10 +108,20 @@ def write_dataset(root: Path) -> Path:
                 fill, score = filler(row["blank"])
                 if setting == "unknown" and method == KNOWN_ONLY_WRONG_LENGTH:
                     fill = fill + ["zzz"]
-                rows.append({"blank_id": row["blank_id"], "setting": setting, "fill": fill,
-                             "sentence": " ".join([*row["left"], *fill, *row["right"]]), "score": score,
-                             "length": len(fill), "seconds": 0.01})
-        pq.write_table(pa.Table.from_pylist(rows, schema=FILL_SCHEMA), mkdir(root / f"data/fills/shapes/{method}.parquet"))
+                rows.append(
+                    {
+                        "blank_id": row["blank_id"],
+                        "setting": setting,
+                        "fill": fill,
+                        "sentence": " ".join([*row["left"], *fill, *row["right"]]),
+                        "score": score,
+                        "length": len(fill),
+                        "seconds": 0.01,
+                    }
+                )
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=FILL_SCHEMA), mkdir(root / f"data/fills/shapes/{method}.parquet")
+        )
 
     with zipfile.ZipFile(mkdir(root / "data/raw/shapes/images/shapes.zip"), "w") as archive:
         for image_id, colour in COLOURS.items():

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-
 from conftest import clone, sh
+from PIL import Image
 
 WORDS = ["a dog runs on the grass", "a red ball on the grass", "two dogs play with a ball", "a cat sits on a mat"]
 
@@ -57,7 +56,9 @@ def source_folder(folder: Path) -> Path:
     entries[1]["sentences"].append({"raw": "?!", "sentid": 19})  # nothing left once normalised
     entries.append({"filename": "unlisted.jpg", "imgid": 99, "split": "train", "sentences": []})  # and not in the zip
     folder.mkdir(parents=True)
-    (folder / "dataset_flickr8k.json").write_bytes(json.dumps({"images": entries}, ensure_ascii=False).encode("utf-8-sig"))
+    (folder / "dataset_flickr8k.json").write_bytes(
+        json.dumps({"images": entries}, ensure_ascii=False).encode("utf-8-sig")
+    )
     with zipfile.ZipFile(folder / "Flickr8k_Dataset.zip", "w") as archive:
         for name, data in images.items():
             archive.writestr(f"Flicker8k_Dataset/{name}", data)
@@ -69,7 +70,11 @@ SMALL = {
     "prepare": {"min_count": 1, "max_dropped": 0.2},
     "features": {"max_skipped": 0.3, "workers": 0},
     "train": {"overrides": {"flickr8k": {"embed": 16, "hidden": 16, "max_epochs": 2, "patience": 1}}},
-    "infill": {"overrides": {"flickr8k": {"width": 16, "heads": 2, "layers": 1, "feedforward": 32, "max_epochs": 2, "patience": 1}}},
+    "infill": {
+        "overrides": {
+            "flickr8k": {"width": 16, "heads": 2, "layers": 1, "feedforward": 32, "max_epochs": 2, "patience": 1}
+        }
+    },
     "report": {"examples": 2},
     "fill": {"methods": ["forward", "bibs"], "beam": 2, "max_length": 3},
 }
@@ -86,7 +91,10 @@ def test_every_awkward_input_is_handled_counted_and_never_a_traceback(tmp_path):
     assert "3 test captions of skipped images left out" in out  # truncated.jpg is a test image
 
     dropped = json.loads((project / "data/prepared/flickr8k/dropped.json").read_text())["dropped"]
-    assert [(d["filename"], d["reason"]) for d in dropped] == [("grey.jpg", "empty caption '?!'"), ("unlisted.jpg", "no sentences")]
+    assert [(d["filename"], d["reason"]) for d in dropped] == [
+        ("grey.jpg", "empty caption '?!'"),
+        ("unlisted.jpg", "no sentences"),
+    ]
     skipped = json.loads((project / "data/features/flickr8k.skipped.json").read_text())["skipped"]
     assert sorted(s["filename"] for s in skipped) == ["empty.jpg", "text.jpg", "truncated.jpg"]
     tokens = pq.read_table(project / "data/prepared/flickr8k/captions.parquet")["tokens"].to_pylist()

@@ -5,15 +5,15 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_stage
+
 from fillblank import params
 from fillblank.blanks import SCHEMA, cut, table
 from fillblank.errors import UserError
 
 
 def test_a_blank_is_a_centred_run_of_words():
-    words = "a red circle is left of a blue square".split()  # 9 words
+    words = ["a", "red", "circle", "is", "left", "of", "a", "blue", "square"]  # 9 words
     assert cut(words, 0.25) == (["a", "red", "circle"], ["is", "left"], ["of", "a", "blue", "square"])
     assert cut(words, 0.5) == (["a", "red"], ["circle", "is", "left", "of", "a"], ["blue", "square"])
     assert cut(words, 0.75) == (["a"], ["red", "circle", "is", "left", "of", "a", "blue"], ["square"])
@@ -44,25 +44,42 @@ def test_a_half_rounds_up_when_floats_fall_just_below_it():
 
 
 def test_the_blank_set_has_a_row_per_test_caption_and_ratio():
-    captions = pa.table({
-        "image_id": [7, 7, 3, 9],
-        "split": ["test", "test", "train", "test"],
-        "sentence_id": [71, 70, 30, 90],
-        "tokens": [["a", "big", "red", "ball"], ["a", "ball"], ["not", "used"], ["two", "blue", "squares"]],
-    })
+    captions = pa.table(
+        {
+            "image_id": [7, 7, 3, 9],
+            "split": ["test", "test", "train", "test"],
+            "sentence_id": [71, 70, 30, 90],
+            "tokens": [["a", "big", "red", "ball"], ["a", "ball"], ["not", "used"], ["two", "blue", "squares"]],
+        }
+    )
     blanks = table(captions, [0.25, 0.75])
     assert blanks.schema == SCHEMA
     rows = blanks.to_pylist()
     assert [(r["blank_id"], r["sentence_id"], r["ratio"]) for r in rows] == [
-        (0, 70, 0.25), (1, 70, 0.75), (2, 71, 0.25), (3, 71, 0.75), (4, 90, 0.25), (5, 90, 0.75)
+        (0, 70, 0.25),
+        (1, 70, 0.75),
+        (2, 71, 0.25),
+        (3, 71, 0.75),
+        (4, 90, 0.25),
+        (5, 90, 0.75),
     ]
-    assert rows[3] == {"blank_id": 3, "image_id": 7, "sentence_id": 71, "ratio": 0.75, "left": ["a"], "blank": ["big", "red"], "right": ["ball"]}
+    assert rows[3] == {
+        "blank_id": 3,
+        "image_id": 7,
+        "sentence_id": 71,
+        "ratio": 0.75,
+        "left": ["a"],
+        "blank": ["big", "red"],
+        "right": ["ball"],
+    }
     first_image = table(captions, [0.25, 0.75], images=1).to_pylist()  # a quick run: image 7's captions only
     assert [(r["blank_id"], r["sentence_id"]) for r in first_image] == [(0, 70), (1, 70), (2, 71), (3, 71)]
 
 
 def test_an_empty_test_caption_is_named():
-    captions = pa.table({"image_id": [5], "split": ["test"], "sentence_id": [12], "tokens": pa.array([[]], pa.list_(pa.string()))})
+    captions = pa.table(
+        {"image_id": [5], "split": ["test"], "sentence_id": [12], "tokens": pa.array([[]], pa.list_(pa.string()))}
+    )
     with pytest.raises(UserError, match="test caption 12 \\(image 5\\) has no words"):
         table(captions, [0.5])
 
@@ -80,11 +97,16 @@ def test_a_quick_run_of_one_test_image_is_refused_for_cider(params_file):
 
 def test_the_stage_writes_the_blank_set_without_the_skipped_images(tmp_path, params_file):
     params_file({"ratios: [0.25, 0.5, 0.75]": "ratios: [0.5]"})
-    captions = pa.table({
-        "image_id": [1, 2, 3], "filename": ["1.png", "2.png", "3.png"], "split": ["test", "val", "test"],
-        "sentence_id": [10, 20, 30], "raw": ["A red ball.", "x", "A broken file."],
-        "tokens": [["a", "red", "ball"], ["x"], ["a", "broken", "file"]],
-    })
+    captions = pa.table(
+        {
+            "image_id": [1, 2, 3],
+            "filename": ["1.png", "2.png", "3.png"],
+            "split": ["test", "val", "test"],
+            "sentence_id": [10, 20, 30],
+            "raw": ["A red ball.", "x", "A broken file."],
+            "tokens": [["a", "red", "ball"], ["x"], ["a", "broken", "file"]],
+        }
+    )
     pq.write_table(captions, tmp_path / "captions.parquet")
     skipped = {"images": 3, "skipped": [{"image_id": 3, "filename": "3.png", "reason": "OSError: truncated"}]}
     (tmp_path / "skipped.json").write_text(json.dumps(skipped))
@@ -93,7 +115,18 @@ def test_the_stage_writes_the_blank_set_without_the_skipped_images(tmp_path, par
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("1 test captions of skipped images left out")
     assert pq.read_table(tmp_path / "out/blanks.parquet").to_pylist() == [
-        {"blank_id": 0, "image_id": 1, "sentence_id": 10, "ratio": 0.5, "left": ["a"], "blank": ["red"], "right": ["ball"]}
+        {
+            "blank_id": 0,
+            "image_id": 1,
+            "sentence_id": 10,
+            "ratio": 0.5,
+            "left": ["a"],
+            "blank": ["red"],
+            "right": ["ball"],
+        }
     ]
     missing = run_stage("blanks", "shapes", "--captions", "nowhere.parquet", "--skipped", "skipped.json", cwd=tmp_path)
-    assert (missing.returncode, missing.stderr) == (2, "error: nowhere.parquet: no such file (run the prepare stage first)\n")
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        "error: nowhere.parquet: no such file (run the prepare stage first)\n",
+    )

@@ -12,14 +12,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from PIL import Image
-
 from conftest import SHAPES
+from PIL import Image
 from toy_models import fill_params, random_models
+
 from fillblank import blanks, cli
+from fillblank.data.text import END_ID, START_ID, Vocab
 from fillblank.decode import registry
 from fillblank.decode.step import Blanks
-from fillblank.data.text import END_ID, START_ID, Vocab
 from fillblank.errors import UserError
 from fillblank.model import load_checkpoint
 
@@ -101,7 +101,11 @@ def png(path: Path) -> Path:
 
 @pytest.mark.parametrize(
     "content, message",
-    [(None, "no such image file"), (b"not an image at all", "not a readable image"), ("truncated", "not a readable image")],
+    [
+        (None, "no such image file"),
+        (b"not an image at all", "not a readable image"),
+        ("truncated", "not a readable image"),
+    ],
     ids=["missing", "not-an-image", "truncated"],
 )
 def test_an_unreadable_image_is_one_line(capsys, tmp_path, content, message):
@@ -122,11 +126,15 @@ def test_without_trained_models_it_says_how_to_train_them(capsys, tmp_path, monk
     assert status == 2 and err.count("\n") == 1
     assert "no trained models for shapes yet" in err and "data/models/shapes" in err and "dvc repro train" in err
 
-    status, _, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a ___ circle", "--models", str(tmp_path))
+    status, _, err = fillblank(
+        capsys, "fill", "--image", str(image), "--caption", "a ___ circle", "--models", str(tmp_path)
+    )
     assert status == 2 and f"missing in {tmp_path}" in err
 
 
-@pytest.mark.parametrize("option, value", [("--length", "0"), ("--length", "two"), ("--top", "0"), ("--method", "greedy")])
+@pytest.mark.parametrize(
+    "option, value", [("--length", "0"), ("--length", "two"), ("--top", "0"), ("--method", "greedy")]
+)
 def test_bad_option_values_are_refused_before_any_work(capsys, option, value):
     status, _, err = fillblank(capsys, "fill", "--image", "x.png", "--caption", "a ___", option, value)
     assert status == 2 and option in err
@@ -135,7 +143,10 @@ def test_bad_option_values_are_refused_before_any_work(capsys, option, value):
 def test_the_console_script_exits_with_status_2_and_one_line(tmp_path):
     command = Path(sys.executable).parent / "fillblank"
     result = subprocess.run(
-        [command, "fill", "--image", "photo.jpg", "--caption", "no blank here"], cwd=tmp_path, capture_output=True, text=True
+        [command, "fill", "--image", "photo.jpg", "--caption", "no blank here"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert result.stderr == "error: caption 'no blank here' has no blank: mark the missing words with ___\n"
@@ -172,7 +183,9 @@ def test_the_first_fill_printed_is_the_fill_stage_s_whatever_top_asks_up_to_m_be
     models = random_models(vocab=30, seed=5)
     generator = torch.Generator().manual_seed(5)
     p = fill_params(beam=4, m_best=3, sweeps=2, max_length=4, length_bonus=1.0)
-    words = lambda: torch.randint(4, 30, (int(torch.randint(0, 4, (1,), generator=generator)),), generator=generator).tolist()  # noqa: E731
+    words = lambda: torch.randint(
+        4, 30, (int(torch.randint(0, 4, (1,), generator=generator)),), generator=generator
+    ).tolist()  # noqa: E731
     for blank in range(16):  # 0 to 3 words a side, where a different `m_best` gave another best fill
         one = Blanks(torch.randn(1, 3, generator=generator), [words()], [words()])
         for length in (3, None):
@@ -185,7 +198,9 @@ def test_the_first_fill_printed_is_the_fill_stage_s_whatever_top_asks_up_to_m_be
 @pytest.mark.slow
 def test_fill_prints_the_best_fills_with_their_scores(capsys, in_project, tmp_path):
     image = image_file(in_project, SHAPES.train + SHAPES.val, tmp_path)
-    status, out, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "there ___ in the picture", "--top=3")
+    status, out, err = fillblank(
+        capsys, "fill", "--image", str(image), "--caption", "there ___ in the picture", "--top=3"
+    )
     assert status == 0, err
     header, *rows = out.splitlines()
     assert header.startswith("there ___ in the picture")
@@ -198,7 +213,9 @@ def test_fill_prints_the_best_fills_with_their_scores(capsys, in_project, tmp_pa
 @pytest.mark.slow
 def test_json_fills_keep_the_context_and_the_given_length_and_score_the_whole_sentence(capsys, in_project, tmp_path):
     image = image_file(in_project, SHAPES.train + SHAPES.val + 1, tmp_path)
-    result = fill_json(capsys, "--image", str(image), "--caption", "A small ___ is at the top.", "--length=2", "--top=4")
+    result = fill_json(
+        capsys, "--image", str(image), "--caption", "A small ___ is at the top.", "--length=2", "--top=4"
+    )
     assert (result["left"], result["right"]) == (["a", "small"], ["is", "at", "the", "top"])
     assert (result["length"], result["unknown_words"]) == (2, [])
     assert len(result["fills"]) == 4
@@ -215,7 +232,9 @@ def test_json_fills_keep_the_context_and_the_given_length_and_score_the_whole_se
 @pytest.mark.slow
 def test_words_outside_the_vocabulary_are_reported_not_hidden(capsys, in_project, tmp_path):
     image = image_file(in_project, 0, tmp_path)
-    status, out, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a zebra ___ left of a gnu", "--length=1")
+    status, out, err = fillblank(
+        capsys, "fill", "--image", str(image), "--caption", "a zebra ___ left of a gnu", "--length=1"
+    )
     assert status == 0
     assert "not in the shapes vocabulary, read as <unk>: zebra, gnu" in err
     assert out.splitlines()[1].split(None, 2)[2].startswith("a zebra [")  # the user's words are printed as given
@@ -227,7 +246,9 @@ def test_words_outside_the_vocabulary_are_reported_not_hidden(capsys, in_project
 @pytest.mark.slow
 def test_one_way_methods_give_one_fill_and_bibs_unknown_needs_auto_length(capsys, in_project, tmp_path):
     image = image_file(in_project, 0, tmp_path)
-    result = fill_json(capsys, "--image", str(image), "--caption", "there is ___ shape in the image", "--method", "forward")
+    result = fill_json(
+        capsys, "--image", str(image), "--caption", "there is ___ shape in the image", "--method", "forward"
+    )
     assert len(result["fills"]) == 1
 
     status, _, err = fillblank(
@@ -241,7 +262,9 @@ def test_models_elsewhere_are_found_with_models_dir(capsys, in_project, tmp_path
     elsewhere = tmp_path / "mine"
     shutil.copytree(in_project / "data/models/shapes", elsewhere)
     image = image_file(in_project, 0, tmp_path)
-    result = fill_json(capsys, "--image", str(image), "--caption", "a ___ circle", "--models", str(elsewhere), "--top", "1")
+    result = fill_json(
+        capsys, "--image", str(image), "--caption", "a ___ circle", "--models", str(elsewhere), "--top", "1"
+    )
     assert len(result["fills"]) == 1
 
 
@@ -266,7 +289,9 @@ def test_a_vocab_file_that_is_not_one_is_one_line(capsys, in_project, tmp_path):
     image = image_file(in_project, 0, tmp_path)
     for content in ("not json", '{"images": []}'):
         (tmp_path / "vocab.json").write_text(content)
-        status, _, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a ___ circle", "--vocab", str(tmp_path / "vocab.json"))
+        status, _, err = fillblank(
+            capsys, "fill", "--image", str(image), "--caption", "a ___ circle", "--vocab", str(tmp_path / "vocab.json")
+        )
         assert status == 2 and err.count("\n") == 1 and "not a vocab.json" in err
 
 
@@ -275,7 +300,14 @@ def test_a_method_without_the_infiller_does_not_read_it(capsys, in_project, tmp_
     shutil.copytree(in_project / "data/models/shapes", mine)
     (mine / "infill.pt").write_bytes(b"broken")
     image = image_file(in_project, 0, tmp_path)
-    assert len(fill_json(capsys, "--image", str(image), "--caption", "a ___ circle", "--models", str(mine), "--method", "bibs")["fills"]) >= 1
+    assert (
+        len(
+            fill_json(
+                capsys, "--image", str(image), "--caption", "a ___ circle", "--models", str(mine), "--method", "bibs"
+            )["fills"]
+        )
+        >= 1
+    )
 
 
 # ---------------------------------------------------------------------------- the image's features

@@ -3,15 +3,15 @@ table, or by brute force over a tiny vocabulary."""
 
 import pytest
 import torch
+from toy_models import bigram, brute_force, fill_params, ids, log_prob, one_thread, random_models, true_score  # noqa: F401
 
 from fillblank.data.text import END_ID, SPECIALS
 from fillblank.decode import fill
-from fillblank.decode.registry import methods
 from fillblank.decode.baselines import beam_search
 from fillblank.decode.bibs import bibs, bibs_unknown, mbest
+from fillblank.decode.registry import methods
 from fillblank.decode.step import Blanks, Models, advance, side, start
 from fillblank.errors import UserError
-from toy_models import bigram, brute_force, fill_params, ids, log_prob, one_thread, random_models, true_score  # noqa: F401
 
 WORDS = ["the", "big", "dog", "dogs", "cat", "sleeps", "sleep"]
 # "the ___ sleeps": the forward captioner alone prefers "dogs", which cannot go before
@@ -51,14 +51,22 @@ def words(fills: list[list[int]]) -> list[str]:
 
 def test_forward_beam_search_cannot_see_the_right_words():
     blanks = blanks_of("the ___ sleeps", "the ___ sleep")
-    assert words(methods()["forward"].fill(DOGS, blanks, 1, fill_params(beam=2))) == ["dogs", "dogs"]  # whatever follows
+    assert words(methods()["forward"].fill(DOGS, blanks, 1, fill_params(beam=2))) == [
+        "dogs",
+        "dogs",
+    ]  # whatever follows
     assert words(bibs(DOGS, blanks, 1, fill_params(beam=1))) == ["dog", "dogs"]
 
 
 # "the ___ ___ sleeps": alone, the forward captioner says "the red ball", the backward one
 # "small dog sleeps"; "the black cat sleeps" is second for both and the best sentence.
 SHARED = {"ball": {"sleeps": 0.8}, "cat": {"sleeps": 0.8}, "dog": {"sleeps": 0.8}, "sleeps": {"<end>": 0.9}}
-GARDEN_FORWARD = {"<start>": {"the": 0.9}, "the": {"red": 0.5, "black": 0.4}, "red": {"ball": 0.5, "cat": 0.45}, "black": {"cat": 0.9}} | SHARED
+GARDEN_FORWARD = {
+    "<start>": {"the": 0.9},
+    "the": {"red": 0.5, "black": 0.4},
+    "red": {"ball": 0.5, "cat": 0.45},
+    "black": {"cat": 0.9},
+} | SHARED
 GARDEN_BACKWARD = {
     "<start>": {"sleeps": 0.9},
     "sleeps": {"dog": 0.5, "cat": 0.45},
@@ -92,21 +100,33 @@ def test_bibs_finds_the_sentence_that_every_baseline_misses():
 
 def test_bibs_never_returns_worse_than_the_forward_beam_it_starts_from():
     models = random_models(vocab=9, seed=0)
-    blanks = Blanks(torch.randn(12, 3, generator=torch.Generator().manual_seed(0)), [[4, 5], [6]] * 6, [[7], [8, 4, 5]] * 6)
+    blanks = Blanks(
+        torch.randn(12, 3, generator=torch.Generator().manual_seed(0)), [[4, 5], [6]] * 6, [[7], [8, 4, 5]] * 6
+    )
     p = fill_params(beam=2, sweeps=3)
-    forward = [true_score(models, blanks.features[n], blanks.left[n] + f + blanks.right[n]) for n, f in enumerate(methods()["forward"].fill(models, blanks, 2, p))]
-    found = [true_score(models, blanks.features[n], blanks.left[n] + f + blanks.right[n]) for n, f in enumerate(bibs(models, blanks, 2, p))]
+    forward = [
+        true_score(models, blanks.features[n], blanks.left[n] + f + blanks.right[n])
+        for n, f in enumerate(methods()["forward"].fill(models, blanks, 2, p))
+    ]
+    found = [
+        true_score(models, blanks.features[n], blanks.left[n] + f + blanks.right[n])
+        for n, f in enumerate(bibs(models, blanks, 2, p))
+    ]
     assert all(b >= f - 1e-5 for b, f in zip(found, forward))
     assert sum(found) > sum(forward)  # and on a random model, sometimes better
 
 
 def test_fb_max_keeps_the_answer_its_own_captioner_likes_more():
     models = random_models(vocab=9, seed=17)
-    blanks = Blanks(torch.randn(16, 3, generator=torch.Generator().manual_seed(6)), [[4], [5, 6]] * 8, [[7, 8], [4]] * 8)
+    blanks = Blanks(
+        torch.randn(16, 3, generator=torch.Generator().manual_seed(6)), [[4], [5, 6]] * 8, [[7, 8], [4]] * 8
+    )
     p = fill_params(beam=2)
     chosen = methods()["fb_max"].fill(models, blanks, 2, p)
     picked = []
-    for n, (f, b) in enumerate(zip(methods()["forward"].fill(models, blanks, 2, p), methods()["backward"].fill(models, blanks, 2, p))):
+    for n, (f, b) in enumerate(
+        zip(methods()["forward"].fill(models, blanks, 2, p), methods()["backward"].fill(models, blanks, 2, p))
+    ):
         forward = log_prob(models.forward, blanks.features[n], blanks.left[n] + f + blanks.right[n])
         backward = log_prob(models.backward, blanks.features[n], (blanks.left[n] + b + blanks.right[n])[::-1])
         picked.append("forward" if forward > backward else "backward")
@@ -115,7 +135,12 @@ def test_fb_max_keeps_the_answer_its_own_captioner_likes_more():
 
 
 def test_beam_search_keeps_what_greedy_search_drops():
-    tables = {"<start>": {"the": 0.9}, "the": {"dog": 0.6, "cat": 0.4}, "dog": {"sleeps": 0.35, "sleep": 0.3}, "cat": {"sleeps": 0.95}}
+    tables = {
+        "<start>": {"the": 0.9},
+        "the": {"dog": 0.6, "cat": 0.4},
+        "dog": {"sleeps": 0.35, "sleep": 0.3},
+        "cat": {"sleeps": 0.95},
+    }
     models = Models(bigram(WORDS, tables), bigram(WORDS, {}))
     blank = blanks_of("the ___")
     assert words(methods()["forward"].fill(models, blank, 2, fill_params(beam=1))) == ["dog sleeps"]
@@ -125,12 +150,18 @@ def test_beam_search_keeps_what_greedy_search_drops():
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_beam_width_one_is_greedy_search(direction):
     models = random_models(vocab=12, seed=3)
-    blanks = Blanks(torch.randn(4, 3, generator=torch.Generator().manual_seed(1)), [[4, 5, 6], [], [7], [8, 9]], [[10, 11], [11], [], [4, 5, 6]])
+    blanks = Blanks(
+        torch.randn(4, 3, generator=torch.Generator().manual_seed(1)),
+        [[4, 5, 6], [], [7], [8, 9]],
+        [[10, 11], [11], [], [4, 5, 6]],
+    )
     model = getattr(models, direction)
     for length in (1, 3):
         greedy = []
         for n in range(len(blanks)):
-            context = blanks.left[n] if direction == "forward" else blanks.right[n][::-1]  # the backward captioner reads right to left
+            context = (
+                blanks.left[n] if direction == "forward" else blanks.right[n][::-1]
+            )  # the backward captioner reads right to left
             state, log_probs = start(model, blanks.features[n : n + 1])
             state, log_probs, _ = advance(model, state, log_probs, [context])
             fill = []
@@ -168,7 +199,11 @@ def test_every_method_reads_the_image(method):
 @pytest.mark.parametrize("method", methods())
 def test_fills_leave_the_context_alone_and_score_the_whole_sentence(method):
     models = random_models(vocab=8, seed=5)
-    blanks = Blanks(torch.randn(5, 3, generator=torch.Generator().manual_seed(2)), [[4, 5], [], [6], [7, 4, 5], [6]], [[7], [4, 5], [], [6], [5, 7]])
+    blanks = Blanks(
+        torch.randn(5, 3, generator=torch.Generator().manual_seed(2)),
+        [[4, 5], [], [6], [7, 4, 5], [6]],
+        [[7], [4, 5], [], [6], [5, 7]],
+    )
     p = fill_params(beam=3, max_length=3, batch=2)
     for setting in methods()[method].settings:
         lengths = [2, 1, 3, 2, 1] if setting == "known" else None
@@ -190,7 +225,9 @@ def test_bibs_keeps_the_m_best_fills_with_their_true_scores():
             scores = [score for _, score in found]
             assert scores == sorted(scores, reverse=True)
             for words, score in found:
-                assert score == pytest.approx(true_score(models, blanks.features[n], blanks.left[n] + words + blanks.right[n]), abs=1e-4)
+                assert score == pytest.approx(
+                    true_score(models, blanks.features[n], blanks.left[n] + words + blanks.right[n]), abs=1e-4
+                )
 
 
 def test_a_batch_of_blanks_decodes_as_each_blank_alone():
@@ -203,10 +240,14 @@ def test_a_batch_of_blanks_decodes_as_each_blank_alone():
         together = methods()[method].fill(models, blanks, 3, p)
         alone = [methods()[method].fill(models, blanks.take([n]), 3, p)[0] for n in range(len(blanks))]
         assert together == alone, method
-    assert bibs_unknown(models, blanks, None, p) == [bibs_unknown(models, blanks.take([n]), None, p)[0] for n in range(len(blanks))]
+    assert bibs_unknown(models, blanks, None, p) == [
+        bibs_unknown(models, blanks.take([n]), None, p)[0] for n in range(len(blanks))
+    ]
     every = p.model_copy(update={"m_best": 100})  # all that BiBS scored, not just the winner
     fills = lambda found: [[fill for fill, _ in ranked] for ranked in found]
-    assert fills(mbest(models, blanks, 3, every)) == [fills(mbest(models, blanks.take([n]), 3, every))[0] for n in range(len(blanks))]
+    assert fills(mbest(models, blanks, 3, every)) == [
+        fills(mbest(models, blanks.take([n]), 3, every))[0] for n in range(len(blanks))
+    ]
 
 
 @torch.inference_mode()  # as the decoders call it
@@ -228,12 +269,26 @@ def test_advance_reads_sequences_of_any_length_as_each_alone():
 
 def test_bibs_unknown_chooses_the_length_of_the_best_sentence():
     # "the dog sleeps" is grammatical, but both captioners much prefer "the big dog sleeps".
-    forward = {"<start>": {"the": 0.9}, "the": {"big": 0.7, "dog": 0.2}, "big": {"dog": 0.9}, "dog": {"sleeps": 0.9}, "sleeps": {"<end>": 0.9}}
-    backward = {"<start>": {"sleeps": 0.9}, "sleeps": {"dog": 0.9}, "dog": {"big": 0.8, "the": 0.15}, "big": {"the": 0.9}, "the": {"<end>": 0.9}}
+    forward = {
+        "<start>": {"the": 0.9},
+        "the": {"big": 0.7, "dog": 0.2},
+        "big": {"dog": 0.9},
+        "dog": {"sleeps": 0.9},
+        "sleeps": {"<end>": 0.9},
+    }
+    backward = {
+        "<start>": {"sleeps": 0.9},
+        "sleeps": {"dog": 0.9},
+        "dog": {"big": 0.8, "the": 0.15},
+        "big": {"the": 0.9},
+        "the": {"<end>": 0.9},
+    }
     models = Models(bigram(WORDS, forward), bigram(WORDS, backward))
     blanks = blanks_of("the ___ sleeps")
     assert words(bibs_unknown(models, blanks, None, fill_params(max_length=4))) == ["big dog"]
-    oracle, _ = brute_force(models, blanks.features[0], blanks.left[0], blanks.right[0], [1, 2, 3], vocab=len(SPECIALS) + len(WORDS))
+    oracle, _ = brute_force(
+        models, blanks.features[0], blanks.left[0], blanks.right[0], [1, 2, 3], vocab=len(SPECIALS) + len(WORDS)
+    )
     assert words([oracle]) == ["big dog"]
     with pytest.raises(UserError, match="unknown-length setting only"):
         bibs_unknown(models, blanks, 2, fill_params())

@@ -4,12 +4,12 @@ import logging
 
 import pytest
 import torch
+from toy_models import brute_force, fill_params, one_thread, random_models, true_score  # noqa: F401
 
 from fillblank.data.text import SPECIALS
 from fillblank.decode.bibs import bibs
 from fillblank.decode.exact import exact, search
 from fillblank.decode.step import Blanks
-from toy_models import brute_force, fill_params, one_thread, random_models, true_score  # noqa: F401
 
 VOCAB = len(SPECIALS) + 4  # four real words: 4 ** 3 = 64 fills of three words
 BLANKS = Blanks(
@@ -27,8 +27,12 @@ def test_exact_search_finds_the_brute_force_optimum(seed, length):
     fills, proven = search(models, BLANKS, length, p)
     assert all(proven)
     for n, fill in enumerate(fills):
-        _, best = brute_force(models, BLANKS.features[n], BLANKS.left[n], BLANKS.right[n], [length] if length else [1, 2, 3], VOCAB)
-        assert true_score(models, BLANKS.features[n], BLANKS.left[n] + fill + BLANKS.right[n]) == pytest.approx(best, abs=1e-4)
+        _, best = brute_force(
+            models, BLANKS.features[n], BLANKS.left[n], BLANKS.right[n], [length] if length else [1, 2, 3], VOCAB
+        )
+        assert true_score(models, BLANKS.features[n], BLANKS.left[n] + fill + BLANKS.right[n]) == pytest.approx(
+            best, abs=1e-4
+        )
 
 
 @pytest.mark.parametrize("bonus", [-50.0, 2.0, 50.0])
@@ -38,8 +42,13 @@ def test_with_the_length_unknown_exact_search_maximises_s_plus_the_length_bonus(
     fills, proven = search(models, BLANKS, None, p)
     assert all(proven)
     for n, fill in enumerate(fills):
-        ranked = lambda fill: true_score(models, BLANKS.features[n], BLANKS.left[n] + fill + BLANKS.right[n]) + bonus * len(fill)
-        best = max(ranked(brute_force(models, BLANKS.features[n], BLANKS.left[n], BLANKS.right[n], [k], VOCAB)[0]) for k in (1, 2, 3))
+        ranked = lambda fill: (
+            true_score(models, BLANKS.features[n], BLANKS.left[n] + fill + BLANKS.right[n]) + bonus * len(fill)
+        )
+        best = max(
+            ranked(brute_force(models, BLANKS.features[n], BLANKS.left[n], BLANKS.right[n], [k], VOCAB)[0])
+            for k in (1, 2, 3)
+        )
         assert ranked(fill) == pytest.approx(best, abs=1e-4)
     if abs(bonus) == 50.0:  # outweighs any S(Y) of these models: the shortest or the longest fills
         assert {len(fill) for fill in fills} == ({1} if bonus < 0 else {3})
@@ -55,8 +64,13 @@ def test_exact_search_is_never_below_bibs():
     models = random_models(VOCAB, 2)
     p = fill_params(beam=2, max_length=3)
     for length in (2, 3):
-        score = lambda fills: [true_score(models, BLANKS.features[n], BLANKS.left[n] + f + BLANKS.right[n]) for n, f in enumerate(fills)]
-        assert all(e >= b - 1e-5 for e, b in zip(score(exact(models, BLANKS, length, p)), score(bibs(models, BLANKS, length, p))))
+        score = lambda fills: [
+            true_score(models, BLANKS.features[n], BLANKS.left[n] + f + BLANKS.right[n]) for n, f in enumerate(fills)
+        ]
+        assert all(
+            e >= b - 1e-5
+            for e, b in zip(score(exact(models, BLANKS, length, p)), score(bibs(models, BLANKS, length, p)))
+        )
 
 
 def test_too_many_prefixes_give_the_best_found_and_a_warning(caplog):

@@ -9,11 +9,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from synthetic import write_dataset
 
 from fillblank.errors import UserError
-from fillblank.evaluate import BLANK_COLUMNS, CAPTION_COLUMNS, FILL_COLUMNS, SETTINGS as BOTH, check_fills, evaluate, read_fills, read_results, read_table, score
+from fillblank.evaluate import (
+    BLANK_COLUMNS,
+    CAPTION_COLUMNS,
+    FILL_COLUMNS,
+    check_fills,
+    evaluate,
+    read_fills,
+    read_results,
+    read_table,
+    score,
+)
+from fillblank.evaluate import (
+    SETTINGS as BOTH,
+)
 from fillblank.report import tables
-from synthetic import write_dataset
 
 REFS = {1: ["A red circle on the left."], 2: ["a blue square at the top", "one blue square at the top"]}
 
@@ -22,10 +35,13 @@ REFS = {1: ["A red circle on the left."], 2: ["a blue square at the top", "one b
 def tiny_scores() -> dict:
     """One call, so Java starts once: a perfect run and a half-right one, each hypothesis as
     long as its closest reference, so that BLEU's brevity penalty stays out of the way."""
-    return score(REFS, {
-        "same": {1: "a red circle on the left", 2: "a blue square at the top"},
-        "half": {1: "a red square on the right", 2: "a green triangle at the bottom"},
-    })
+    return score(
+        REFS,
+        {
+            "same": {1: "a red circle on the left", 2: "a blue square at the top"},
+            "half": {1: "a red square on the right", 2: "a green triangle at the bottom"},
+        },
+    )
 
 
 def test_a_perfect_run_scores_one_on_bleu_and_rouge(tiny_scores):
@@ -59,12 +75,14 @@ def test_a_hypothesis_without_references_is_a_bug_in_the_caller():
 
 
 def test_the_table_reads_like_the_papers():
-    metrics = {"known": {
-        "forward": {"0.25": {"CIDEr": 0.5}, "0.5": {"CIDEr": 0.25}},
-        "fb_rerank": {"0.25": {"CIDEr": 0.8}, "0.5": {"CIDEr": 0.2}},
-        "bibs": {"0.25": {"CIDEr": 1.0}, "0.5": {"CIDEr": 0.2}},
-        "exact": {"0.25": {"CIDEr": 1.5}, "0.5": {"CIDEr": 0.3}},
-    }}
+    metrics = {
+        "known": {
+            "forward": {"0.25": {"CIDEr": 0.5}, "0.5": {"CIDEr": 0.25}},
+            "fb_rerank": {"0.25": {"CIDEr": 0.8}, "0.5": {"CIDEr": 0.2}},
+            "bibs": {"0.25": {"CIDEr": 1.0}, "0.5": {"CIDEr": 0.2}},
+            "exact": {"0.25": {"CIDEr": 1.5}, "0.5": {"CIDEr": 0.3}},
+        }
+    }
     assert tables(metrics, "t").split("### CIDEr\n\n")[1] == (
         "| method | 0.25 | 0.5 |\n"
         "|:--|--:|--:|\n"
@@ -77,11 +95,13 @@ def test_the_table_reads_like_the_papers():
 
 
 def test_lower_is_better_where_it_should_be():
-    metrics = {"unknown": {
-        "forward": {"0.5": {"length_error": 2.0}},
-        "fb_max": {"0.5": {"length_error": 1.0}},
-        "bibs_unknown": {"0.5": {"length_error": 0.5}},
-    }}
+    metrics = {
+        "unknown": {
+            "forward": {"0.5": {"length_error": 2.0}},
+            "fb_max": {"0.5": {"length_error": 1.0}},
+            "bibs_unknown": {"0.5": {"length_error": 0.5}},
+        }
+    }
     text = tables(metrics, "t")
     assert "| fb_max | 1.000 |" in text and "| bibs_unknown | **0.500** |" in text
     assert "| bibs_unknown vs best baseline | +50.0% |" in text
@@ -98,18 +118,25 @@ def fitting(tmp_path) -> tuple:
 
 def test_a_missing_row_stops_with_one_line(fitting):
     fills, blanks = fitting
-    with pytest.raises(UserError, match=r"^bibs.parquet: the known-length fills cover 11 of 12 blanks \(blank 3 missing\); were these fills made from another blank set\?"):
+    with pytest.raises(
+        UserError,
+        match=r"^bibs.parquet: the known-length fills cover 11 of 12 blanks \(blank 3 missing\); were these fills made from another blank set\?",
+    ):
         check_fills(fills.drop(index=3), blanks, Path("bibs.parquet"), BOTH)
 
 
 def test_fills_of_another_blank_set_stop_with_one_line(fitting):
     fills, blanks = fitting
     fewer = blanks[blanks["ratio"] == 0.25]
-    with pytest.raises(UserError, match="known-length fills for blanks 1, 3, 5 and 3 more, which are not in the blank set"):
+    with pytest.raises(
+        UserError, match="known-length fills for blanks 1, 3, 5 and 3 more, which are not in the blank set"
+    ):
         check_fills(fills, fewer, Path("bibs.parquet"), BOTH)
     other = fills.copy()
     other.loc[0, "sentence"] = "a red circle is right of a blue square"
-    with pytest.raises(UserError, match=r"blank 0 \(known length\): sentence 'a red circle is right of a blue square' is not"):
+    with pytest.raises(
+        UserError, match=r"blank 0 \(known length\): sentence 'a red circle is right of a blue square' is not"
+    ):
         check_fills(other, blanks, Path("bibs.parquet"), BOTH)
 
 
@@ -140,7 +167,12 @@ def test_a_caption_as_one_string_is_refused_not_read_letter_by_letter(tmp_path):
     pq.write_table(pa.table({"image_id": [1], "filename": ["1.jpg"], "raw": ["A dog."], "tokens": ["a dog"]}), path)
     with pytest.raises(UserError, match="column tokens holds string, not lists of words"):
         read_table(path, CAPTION_COLUMNS)
-    pq.write_table(pa.table({"image_id": [1, 2], "filename": ["1.jpg", "2.jpg"], "raw": ["A dog.", ""], "tokens": [["a", "dog"], None]}), path)
+    pq.write_table(
+        pa.table(
+            {"image_id": [1, 2], "filename": ["1.jpg", "2.jpg"], "raw": ["A dog.", ""], "tokens": [["a", "dog"], None]}
+        ),
+        path,
+    )
     with pytest.raises(UserError, match="column tokens: row 1 is null, not a list of words"):
         read_table(path, CAPTION_COLUMNS)
 

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import run_stage
 from synthetic import write_dataset
 
@@ -45,7 +44,11 @@ def test_the_stage_writes_metrics_tables_and_plot_data(tmp_path, params_file):
     bibs_at_quarter = next(row for row in rows if row[:2] == ["0.25", "bibs"])
     assert float(bibs_at_quarter[2]) == metrics["known"]["bibs"]["0.25"]["CIDEr"]
     svg = (tmp_path / "reports/shapes/plots/CIDEr.svg").read_text()
-    assert svg.startswith("<svg") and "bibs_unknown, unknown" in svg and "http" not in svg.replace("http://www.w3.org/2000/svg", "")
+    assert (
+        svg.startswith("<svg")
+        and "bibs_unknown, unknown" in svg
+        and "http" not in svg.replace("http://www.w3.org/2000/svg", "")
+    )
 
 
 def test_the_stage_stops_before_writing_anything(tmp_path, params_file):

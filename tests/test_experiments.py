@@ -4,17 +4,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 from pycocoevalcap.cider.cider import Cider
 
-from conftest import REPO
 from experiments.paired import DrawnCider, drawn_cider, draws, exact
 from experiments.run import absolute_sources, copy_project
 
 
 def test_a_relative_source_folder_is_read_from_the_project_root_as_in_params_yaml():
-    changes = {"datasets": ["flickr8k"], "sources": {"flickr8k": "../shared/data/flickr8k-dev", "coco": "/data/coco", "flickr30k": None}}
+    changes = {
+        "datasets": ["flickr8k"],
+        "sources": {"flickr8k": "../shared/data/flickr8k-dev", "coco": "/data/coco", "flickr30k": None},
+    }
     assert absolute_sources(changes)["sources"] == {
-        "flickr8k": str(REPO.parent / "shared/data/flickr8k-dev"), "coco": "/data/coco", "flickr30k": None}
+        "flickr8k": str(REPO.parent / "shared/data/flickr8k-dev"),
+        "coco": "/data/coco",
+        "flickr30k": None,
+    }
     assert absolute_sources({"fill": {"beam": 3}}) == {"fill": {"beam": 3}}
 
 
@@ -48,10 +54,16 @@ def test_a_paired_bootstrap_draws_whole_images_and_counts_an_image_drawn_twice_t
 
 
 def test_cider_of_a_draw_is_pycocoevalcaps_on_the_drawn_set_with_each_copy_a_key_of_its_own():
-    gts = {"a": ["a red square on the left", "a red box on the left"],
-           "b": ["two blue circles", "blue circles above a square", "two circles"],
-           "c": ["a green triangle", "one green triangle on top"]}
-    res = {"a": ["a red square"], "b": ["two blue squares above a circle"], "c": ["a green triangle on top of a red box"]}
+    gts = {
+        "a": ["a red square on the left", "a red box on the left"],
+        "b": ["two blue circles", "blue circles above a square", "two circles"],
+        "c": ["a green triangle", "one green triangle on top"],
+    }
+    res = {
+        "a": ["a red square"],
+        "b": ["two blue squares above a circle"],
+        "c": ["a green triangle on top of a red box"],
+    }
     scorer = DrawnCider(gts, res)
     for times in ([1, 1, 1], [2, 0, 1], [0, 3, 1], [1, 0, 0]):
         copies = [(copy, key) for key, count in zip(scorer.keys, times) for copy in range(count)]
@@ -60,7 +72,12 @@ def test_cider_of_a_draw_is_pycocoevalcaps_on_the_drawn_set_with_each_copy_a_key
 
 
 def test_a_drawn_image_brings_all_its_blanks_as_often_as_it_is_drawn():
-    gts = {10: ["a red square", "a red box"], 11: ["a red square", "a red box"], 20: ["two blue circles"], 30: ["a green triangle"]}
+    gts = {
+        10: ["a red square", "a red box"],
+        11: ["a red square", "a red box"],
+        20: ["two blue circles"],
+        30: ["a green triangle"],
+    }
     res = {10: ["a red box"], 11: ["a blue square"], 20: ["two circles"], 30: ["a green square"]}
     score = drawn_cider(gts, res, {1: [10, 11], 2: [20], 3: [30]}, np.array([1, 2, 3]))
     copies = [(0, 10), (0, 11), (1, 10), (1, 11), (2, 30)]  # image 1 drawn twice, image 3 once

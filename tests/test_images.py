@@ -41,8 +41,15 @@ def test_transparency_is_composited_over_white():
     assert pixels(saved(half, "PNG"))[0, 0].tolist() == [127, 127, 255]
 
 
-@pytest.mark.parametrize("image", [Image.new("L", (2, 2), 0), Image.new("RGB", (2, 2), (0, 0, 0)),
-                                   Image.fromarray(np.zeros((2, 2), dtype=np.uint16))], ids=["grey", "rgb", "grey-16-bit"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("L", (2, 2), 0),
+        Image.new("RGB", (2, 2), (0, 0, 0)),
+        Image.fromarray(np.zeros((2, 2), dtype=np.uint16)),
+    ],
+    ids=["grey", "rgb", "grey-16-bit"],
+)
 def test_a_png_s_one_transparent_colour_is_composited_over_white_too(image):
     keyed = saved(image, "PNG", transparency=(0, 0, 0) if image.mode == "RGB" else 0)  # tRNS: black is "no pixel here"
     assert "transparency" in keyed.info

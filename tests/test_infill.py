@@ -5,23 +5,45 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-from fillblank.data.text import END_ID, PAD_ID
-from fillblank.decode.registry import methods
-from fillblank.decode.step import Blanks, Models
-from fillblank.errors import UserError
-from fillblank.data.text import Vocab
-from fillblank.infill import LENGTHS, Blanked, Infiller, Loss, context_ids, fit, padded
-from fillblank.model import load_checkpoint, save_checkpoint
-from fillblank.params import Fill, InfillSettings
-from fillblank import train
 from test_train import SETTINGS as CAPTIONER
 from test_train import finish, load, project, stage, write_colours
 from toy_models import fill_params, one_thread, random_models  # noqa: F401  (one_thread: autouse, these models are tiny too)
 
-SETTINGS = InfillSettings(seed=0, width=32, heads=2, layers=1, feedforward=64, image_tokens=2, dropout=0.0, lr=0.003,
-                          clip=1.0, batch_size=20, max_epochs=12, patience=12)
-P = Fill(methods=["infill"], beam=3, sweeps=2, m_best=3, max_length=4, batch=64, exact_max_rows=100, device="cpu", length_bonus=0.0, tune_images=None)
+from fillblank import train
+from fillblank.data.text import END_ID, PAD_ID, Vocab
+from fillblank.decode.registry import methods
+from fillblank.decode.step import Blanks, Models
+from fillblank.errors import UserError
+from fillblank.infill import LENGTHS, Blanked, Infiller, Loss, context_ids, fit, padded
+from fillblank.model import load_checkpoint, save_checkpoint
+from fillblank.params import Fill, InfillSettings
+
+SETTINGS = InfillSettings(
+    seed=0,
+    width=32,
+    heads=2,
+    layers=1,
+    feedforward=64,
+    image_tokens=2,
+    dropout=0.0,
+    lr=0.003,
+    clip=1.0,
+    batch_size=20,
+    max_epochs=12,
+    patience=12,
+)
+P = Fill(
+    methods=["infill"],
+    beam=3,
+    sweeps=2,
+    m_best=3,
+    max_length=4,
+    batch=64,
+    exact_max_rows=100,
+    device="cpu",
+    length_bonus=0.0,
+    tune_images=None,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +64,9 @@ def trained(colours, tmp_path_factory):
 
 def tiny(vocab_size: int = 9, feature_dim: int = 4) -> Infiller:
     torch.manual_seed(0)
-    return Infiller(vocab_size, feature_dim, width=16, heads=2, layers=1, feedforward=32, image_tokens=2, dropout=0.0).eval()
+    return Infiller(
+        vocab_size, feature_dim, width=16, heads=2, layers=1, feedforward=32, image_tokens=2, dropout=0.0
+    ).eval()
 
 
 def test_one_step_at_a_time_agrees_with_the_whole_prefix_at_once():
@@ -60,7 +84,10 @@ def test_padding_in_the_context_changes_nothing():
     model = tiny()
     features = torch.randn(1, 4)
     alone = model.begin(*model.encode(features, padded([[4, model.blank, 5]])), torch.tensor([1]))[1]
-    beside_longer = model.begin(*model.encode(features.repeat(2, 1), padded([[4, model.blank, 5], [4, 5, 6, 7, model.blank, 8]])), torch.tensor([1, 1]))[1]
+    beside_longer = model.begin(
+        *model.encode(features.repeat(2, 1), padded([[4, model.blank, 5], [4, 5, 6, 7, model.blank, 8]])),
+        torch.tensor([1, 1]),
+    )[1]
     assert torch.allclose(alone[0], beside_longer[0], atol=1e-5)
 
 
@@ -92,7 +119,10 @@ def test_the_infiller_learns_to_fill_the_colour_from_the_image(colours, trained)
 
 
 def test_infill_rerank_joins_the_infiller_and_the_captioners(folder, colours, trained, tmp_path):
-    captioners = [train.fit(CAPTIONER, load(folder, direction), tmp_path / f"{direction}.pt").model for direction in train.DIRECTIONS]
+    captioners = [
+        train.fit(CAPTIONER, load(folder, direction), tmp_path / f"{direction}.pt").model
+        for direction in train.DIRECTIONS
+    ]
     vocab = colours.vocab
     blanks = Blanks(torch.eye(4), [vocab.ids(["a"])] * 4, [vocab.ids(["thing"])] * 4)
     for length in (1, None):
@@ -104,7 +134,9 @@ def test_known_length_writes_exactly_that_many_words(colours, trained):
     vocab = colours.vocab
     blanks = Blanks(torch.eye(4)[:2], [vocab.ids(["the"])] * 2, [vocab.ids(["red"])] * 2)
     for length in (1, 2, 3):
-        assert [len(fill) for fill in methods()["infill"].fill(Models(None, None, trained.model), blanks, length, P)] == [length] * 2
+        assert [
+            len(fill) for fill in methods()["infill"].fill(Models(None, None, trained.model), blanks, length, P)
+        ] == [length] * 2
 
 
 def test_a_blank_longer_than_the_length_tokens_is_told_the_longest():
@@ -157,7 +189,9 @@ def test_an_interrupted_training_goes_on_to_the_same_weights(colours, tmp_path, 
     resumed = fit(settings, colours, tmp_path / "resume.pt")
     fresh = fit(settings, colours, tmp_path / "fresh.pt")
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
-    assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), fresh.model.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), fresh.model.state_dict().values())
+    )
 
 
 @pytest.mark.slow  # fresh Python processes: about 15 s
@@ -165,7 +199,23 @@ def test_the_stage_under_torchrun_with_two_gloo_processes_matches_one_process(fo
     settings = SETTINGS.model_dump() | {"max_epochs": 2, "patience": 2}  # no dropout: it differs between processes
     one, two = (project_with_infill(tmp_path / name, folder, settings) for name in ("one", "two"))
     finish(stage(one, "infill"), one)
-    finish(stage(two, "infill", launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "stages.train", "shapes")), two)
+    finish(
+        stage(
+            two,
+            "infill",
+            launcher=(
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                "-m",
+                "stages.train",
+                "shapes",
+            ),
+        ),
+        two,
+    )
     # Compared by what they compute: Adam turns the float noise in gradients that are zero in
     # exact arithmetic (the attention's key bias: softmax ignores it) into full-size steps.
     vocab = Vocab.load(folder / "vocab.json")

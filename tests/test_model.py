@@ -96,7 +96,10 @@ class Payload:
 
 def test_a_checkpoint_holding_objects_is_refused(tmp_path):
     model = captioner()
-    torch.save({"sizes": model.sizes, "config": Payload(), "vocab_sha256": VOCAB.sha256, "state_dict": model.state_dict()}, tmp_path / "evil.pt")
+    torch.save(
+        {"sizes": model.sizes, "config": Payload(), "vocab_sha256": VOCAB.sha256, "state_dict": model.state_dict()},
+        tmp_path / "evil.pt",
+    )
     with pytest.raises(UserError, match="evil.pt: not a readable checkpoint"):
         load_checkpoint(tmp_path / "evil.pt", VOCAB)
 

@@ -1,8 +1,8 @@
 """Parameters are typed: a typo or a wrong type stops a stage before any work, naming the key."""
 
 import pytest
-
 from conftest import REPO, run_stage
+
 from fillblank import params
 from fillblank.errors import UserError
 

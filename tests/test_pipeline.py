@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import clone, sh
 
 # A small `shapes`: the whole pipeline in a few minutes. Captioners trained on 100 images
 # are unsure enough to send `exact` down thousands of prefixes per blank; 400 keeps it to about
 # a quarter of its time (it then reports the fills it could not prove best), and these tests
 # look at what DVC runs, not at the oracle, nor at the infiller: 4 epochs, not up to 40.
-SMALL = {"sources": {"shapes": {"train": 100, "val": 20, "test": 20}}, "fill": {"exact_max_rows": 400},
-         "infill": {"overrides": {"shapes": {"max_epochs": 4}}}}
+SMALL = {
+    "sources": {"shapes": {"train": 100, "val": 20, "test": 20}},
+    "fill": {"exact_max_rows": 400},
+    "infill": {"overrides": {"shapes": {"max_epochs": 4}}},
+}
 
 
 @pytest.fixture
@@ -34,7 +36,9 @@ def test_repro_builds_prepared_data_then_is_a_clean_no_op(small):
 
     again = sh("dvc", "repro", "prepare", cwd=small)
     assert "didn't change, skipping" in again
-    assert [line for line in again.splitlines() if line.startswith("Running stage")] == ["Running stage 'source@shapes':"]
+    assert [line for line in again.splitlines() if line.startswith("Running stage")] == [
+        "Running stage 'source@shapes':"
+    ]
 
 
 def test_changing_a_param_reruns_only_the_stages_that_use_it(small):
@@ -104,7 +108,9 @@ def test_a_misspelt_param_stops_repro_in_one_line_even_when_every_stage_is_cache
     result = dvc("repro", "prepare", cwd=small)
     assert result.returncode != 0
     ours = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error: params.yaml")]
-    assert len(ours) == 1 and ("beem" in ours[0] or "hiden" in ours[0] or "flickr9k" in ours[0]), result.stdout + result.stderr
+    assert len(ours) == 1 and ("beem" in ours[0] or "hiden" in ours[0] or "flickr9k" in ours[0]), (
+        result.stdout + result.stderr
+    )
     assert "Traceback" not in result.stdout + result.stderr
 
 

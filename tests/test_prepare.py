@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SHARED_FLICKR8K, run_stage
+
 from fillblank.data import karpathy
 from fillblank.data.text import Vocab
 from fillblank.errors import UserError
@@ -14,7 +14,9 @@ from fillblank.errors import UserError
 
 def image(imgid, split, *raws, filename=None):
     return {
-        "filename": filename or f"{imgid}.jpg", "imgid": imgid, "split": split,
+        "filename": filename or f"{imgid}.jpg",
+        "imgid": imgid,
+        "split": split,
         "sentences": [{"raw": raw, "sentid": 10 * imgid + k} for k, raw in enumerate(raws)],
     }
 
@@ -43,8 +45,11 @@ def test_captions_table_has_one_row_per_sentence(tmp_path):
 
 def test_vocabulary_counts_the_train_split_only(tmp_path, params_file):
     write_dataset(
-        tmp_path / "raw", image(0, "train", "a dog", "a dog"), image(1, "val", "a zebra zebra"),
-        image(2, "test", "a yak"), name="shapes",
+        tmp_path / "raw",
+        image(0, "train", "a dog", "a dog"),
+        image(1, "val", "a zebra zebra"),
+        image(2, "test", "a yak"),
+        name="shapes",
     )
     result = prepare(tmp_path, params_file, min_count=2)
     assert result.returncode == 0, result.stderr
@@ -60,26 +65,76 @@ def test_vocabulary_counts_the_train_split_only(tmp_path, params_file):
     [
         (b"\xff\xfe not text", "not UTF-8"),
         (b'{"images": [', "not JSON"),
-        (b'[1, 2]', "expected an object with an 'images' list"),
-        (json.dumps({"images": [image(4, "tran", "a dog", filename="four.jpg")]}).encode(),
-         "1 bad entry: image 4 (four.jpg): unknown split 'tran'"),
-        (json.dumps({"images": [image(4, "tran", "a dog"), {"imgid": 5}, image(6, "val", "ok"), 7, image(8, "x"), image(9, "y")]}).encode(),
-         "5 bad entries: image 4 (4.jpg): unknown split 'tran' (expected one of train, restval, val, test); "
-         "image 5 (no filename): missing filename, split; entry #3: not an object; and 2 more"),
-        (json.dumps({"images": [image(7, "train", "a dog", filename="a.jpg"), image(7, "test", "a cat", filename="b.jpg")]}).encode(),
-         "1 bad entry: image 7 (b.jpg): imgid 7 is also image 7 (a.jpg)'s"),
-        (json.dumps({"images": [image(1, "train", "a dog"), image(2, "test", "a dog", filename="1.jpg")]}).encode(),
-         "1 bad entry: image 2 (1.jpg): filename '1.jpg' is also image 1 (1.jpg)'s"),
-        (json.dumps({"images": [image(1, "train", "a") | {"imgid": "1"}, image(2, "train", "b") | {"imgid": True},
-                                image(3, "train", "c") | {"imgid": 1.5}, image(4, "train", "d") | {"imgid": None}]}).encode(),
-         "4 bad entries: image 1 (1.jpg): imgid '1' is not an integer; image True (2.jpg): imgid True is not an integer; "
-         "image 1.5 (3.jpg): imgid 1.5 is not an integer; and 1 more"),
-        (json.dumps({"images": [image(1, 3, "a"), image(2, "train") | {"sentences": ["a dog"]}, image(3, "train", filename=5)]}).encode(),
-         "3 bad entries: image 1 (1.jpg): unknown split 3 (expected one of train, restval, val, test); image 2 (2.jpg): sentences is not a list of objects; "
-         "image 3 (5): filename 5 is not a file name"),
+        (b"[1, 2]", "expected an object with an 'images' list"),
+        (
+            json.dumps({"images": [image(4, "tran", "a dog", filename="four.jpg")]}).encode(),
+            "1 bad entry: image 4 (four.jpg): unknown split 'tran'",
+        ),
+        (
+            json.dumps(
+                {
+                    "images": [
+                        image(4, "tran", "a dog"),
+                        {"imgid": 5},
+                        image(6, "val", "ok"),
+                        7,
+                        image(8, "x"),
+                        image(9, "y"),
+                    ]
+                }
+            ).encode(),
+            "5 bad entries: image 4 (4.jpg): unknown split 'tran' (expected one of train, restval, val, test); "
+            "image 5 (no filename): missing filename, split; entry #3: not an object; and 2 more",
+        ),
+        (
+            json.dumps(
+                {"images": [image(7, "train", "a dog", filename="a.jpg"), image(7, "test", "a cat", filename="b.jpg")]}
+            ).encode(),
+            "1 bad entry: image 7 (b.jpg): imgid 7 is also image 7 (a.jpg)'s",
+        ),
+        (
+            json.dumps({"images": [image(1, "train", "a dog"), image(2, "test", "a dog", filename="1.jpg")]}).encode(),
+            "1 bad entry: image 2 (1.jpg): filename '1.jpg' is also image 1 (1.jpg)'s",
+        ),
+        (
+            json.dumps(
+                {
+                    "images": [
+                        image(1, "train", "a") | {"imgid": "1"},
+                        image(2, "train", "b") | {"imgid": True},
+                        image(3, "train", "c") | {"imgid": 1.5},
+                        image(4, "train", "d") | {"imgid": None},
+                    ]
+                }
+            ).encode(),
+            "4 bad entries: image 1 (1.jpg): imgid '1' is not an integer; image True (2.jpg): imgid True is not an integer; "
+            "image 1.5 (3.jpg): imgid 1.5 is not an integer; and 1 more",
+        ),
+        (
+            json.dumps(
+                {
+                    "images": [
+                        image(1, 3, "a"),
+                        image(2, "train") | {"sentences": ["a dog"]},
+                        image(3, "train", filename=5),
+                    ]
+                }
+            ).encode(),
+            "3 bad entries: image 1 (1.jpg): unknown split 3 (expected one of train, restval, val, test); image 2 (2.jpg): sentences is not a list of objects; "
+            "image 3 (5): filename 5 is not a file name",
+        ),
     ],
-    ids=["not-utf8", "not-json", "not-karpathy", "unknown-split", "every-problem-at-once", "one-imgid-two-images",
-         "one-filename-two-ids", "imgid-not-an-integer", "wrong-types"],
+    ids=[
+        "not-utf8",
+        "not-json",
+        "not-karpathy",
+        "unknown-split",
+        "every-problem-at-once",
+        "one-imgid-two-images",
+        "one-filename-two-ids",
+        "imgid-not-an-integer",
+        "wrong-types",
+    ],
 )
 def test_bad_caption_files_give_one_line_naming_file_and_entry(tmp_path, content, message):
     path = tmp_path / "dataset_bad.json"
@@ -91,11 +146,16 @@ def test_bad_caption_files_give_one_line_naming_file_and_entry(tmp_path, content
 
 
 def test_a_byte_order_mark_accents_and_dropped_captions_are_handled(tmp_path, params_file):
-    content = json.dumps({"images": [
-        image(0, "train", "Un café naïve", "?!", "a dog"),
-        image(1, "train") | {"sentences": []},
-        image(2, "test", "a cat"),
-    ]}, ensure_ascii=False)
+    content = json.dumps(
+        {
+            "images": [
+                image(0, "train", "Un café naïve", "?!", "a dog"),
+                image(1, "train") | {"sentences": []},
+                image(2, "test", "a cat"),
+            ]
+        },
+        ensure_ascii=False,
+    )
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "dataset_shapes.json").write_bytes(content.encode("utf-8-sig"))  # as Windows editors save it
     params_file({"max_dropped: 0.01": "max_dropped: 0.5"})
@@ -104,18 +164,23 @@ def test_a_byte_order_mark_accents_and_dropped_captions_are_handled(tmp_path, pa
     assert result.stdout.strip().endswith("dropped: 2 (listed in out/dropped.json)")
     captions = pq.read_table(tmp_path / "out" / "captions.parquet")
     assert captions["tokens"].to_pylist() == [["un", "cafe", "naive"], ["a", "dog"], ["a", "cat"]]
-    assert json.loads((tmp_path / "out" / "dropped.json").read_text()) == {"captions": 3, "dropped": [
-        {"image_id": 0, "filename": "0.jpg", "sentence_id": 1, "reason": "empty caption '?!'"},
-        {"image_id": 1, "filename": "1.jpg", "sentence_id": None, "reason": "no sentences"},
-    ]}
+    assert json.loads((tmp_path / "out" / "dropped.json").read_text()) == {
+        "captions": 3,
+        "dropped": [
+            {"image_id": 0, "filename": "0.jpg", "sentence_id": 1, "reason": "empty caption '?!'"},
+            {"image_id": 1, "filename": "1.jpg", "sentence_id": None, "reason": "no sentences"},
+        ],
+    }
 
 
 def test_more_dropped_than_max_dropped_stops_the_stage_in_one_line(tmp_path, params_file):
     write_dataset(tmp_path / "raw", image(0, "train", "a dog", "!!"), name="shapes")
     result = prepare(tmp_path, params_file)
     assert result.returncode == 2 and not (tmp_path / "out").exists()
-    assert result.stderr == ("error: raw: 1 captions or images dropped (50.0%, more than prepare.max_dropped 1.0%): "
-                             "image 0 (0.jpg): empty caption '!!'\n")
+    assert result.stderr == (
+        "error: raw: 1 captions or images dropped (50.0%, more than prepare.max_dropped 1.0%): "
+        "image 0 (0.jpg): empty caption '!!'\n"
+    )
 
 
 def test_a_bad_file_stops_the_stage_and_keeps_the_previous_output(tmp_path, params_file):

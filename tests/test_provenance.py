@@ -15,4 +15,3 @@ def test_importing_fillblank_leaves_the_environment_as_it_was():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == [[], True]
-

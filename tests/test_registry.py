@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, run_stage, write_params
+
 from fillblank import decode, params
 from fillblank.decode import registry
 from fillblank.decode.step import Blanks, Models
@@ -22,7 +22,12 @@ def test_every_built_in_method_declares_what_the_pipeline_reads():
     methods = registry.methods()
     assert list(methods)[:7] == ["forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "exact"]
     assert {name: entry.role for name, entry in methods.items() if entry.role != "baseline"} == {
-        "bibs": "bidirectional", "bibs_unknown": "bidirectional", "exact": "oracle", "infill": "infiller", "infill_rerank": "infiller"}
+        "bibs": "bidirectional",
+        "bibs_unknown": "bidirectional",
+        "exact": "oracle",
+        "infill": "infiller",
+        "infill_rerank": "infiller",
+    }
     assert methods["bibs_unknown"].settings == ("unknown",)
     assert [name for name, entry in methods.items() if entry.ranks] == ["bibs"]
     assert all(entry.description and entry.name == name for name, entry in methods.items())
@@ -50,8 +55,16 @@ def test_a_method_in_the_projects_methods_folder_runs_like_a_built_in(tmp_path):
     check = "from fillblank import params; print(params.load().fill.methods[-1])"
     loaded = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True)
     assert loaded.stdout.strip() == "sample_rerank", loaded.stderr
-    listed = subprocess.run([sys.executable, "-c", "from fillblank.cli import main; main(['methods'])"], cwd=tmp_path, capture_output=True, text=True)
-    assert listed.stdout.splitlines()[-1].startswith("sample_rerank ") and "(baseline; known and unknown length)" in listed.stdout
+    listed = subprocess.run(
+        [sys.executable, "-c", "from fillblank.cli import main; main(['methods'])"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        listed.stdout.splitlines()[-1].startswith("sample_rerank ")
+        and "(baseline; known and unknown length)" in listed.stdout
+    )
 
 
 def test_params_read_method_names_without_torch_and_ask_the_registry_for_names_they_cannot_read(tmp_path):
@@ -61,7 +74,8 @@ def test_params_read_method_names_without_torch_and_ask_the_registry_for_names_t
     (tmp_path / "methods/looped.py").write_text(
         "from fillblank.decode.registry import register\n"
         "for name in ['first', 'second']:\n"
-        "    register(name, role='baseline', description=name)(lambda models, blanks, length, p: [])\n")
+        "    register(name, role='baseline', description=name)(lambda models, blanks, length, p: [])\n"
+    )
     settings = yaml.safe_load((REPO / "params.yaml").read_text())
     check = "import sys; from fillblank import params; print(params.load().fill.methods[-1], 'torch' in sys.modules)"
     for method, torch_loaded in [("sample_rerank", False), ("second", True)]:
@@ -79,17 +93,24 @@ def test_a_users_method_under_a_built_in_name_is_refused_by_the_first_stage(tmp_
         "from fillblank.decode.registry import register\n"
         "@register('bibs', role='baseline', description='my own bibs')\n"
         "def bibs(models, blanks, length, p):\n"
-        "    return []\n")
+        "    return []\n"
+    )
     write_params(tmp_path, {"fill": {"methods": ["forward", "bibs"]}})
     result = run_stage("source", "shapes", cwd=tmp_path)
-    assert (result.returncode, result.stderr) == (2, "error: method 'bibs' is declared twice: in fillblank.decode.bibs and in methods.mine\n")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "error: method 'bibs' is declared twice: in fillblank.decode.bibs and in methods.mine\n",
+    )
 
 
 def test_an_undeclared_method_in_params_is_one_line_naming_the_methods(tmp_path):
     settings = yaml.safe_load((REPO / "params.yaml").read_text())
     settings["fill"]["methods"] = ["bibs", "bibz"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
-    with pytest.raises(UserError, match=r"'fill.methods': no method 'bibz'; the methods are forward, backward, .* \(user methods go in methods/\*\.py\)$"):
+    with pytest.raises(
+        UserError,
+        match=r"'fill.methods': no method 'bibz'; the methods are forward, backward, .* \(user methods go in methods/\*\.py\)$",
+    ):
         params.load(tmp_path / "params.yaml")
 
 
@@ -132,16 +153,37 @@ def test_a_retrained_infiller_fills_again_with_its_methods_only(tmp_path):
 
     (models / "infill.pt").unlink()
     result = run_stage("code", "shapes", cwd=tmp_path)
-    assert (result.returncode, result.stderr) == (2, f"error: {Path('data/models/shapes/infill.pt')}: no such file, and method infill reads it (run `dvc repro train_infill`)\n")
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"error: {Path('data/models/shapes/infill.pt')}: no such file, and method infill reads it (run `dvc repro train_infill`)\n",
+    )
 
 
 def test_a_method_that_is_no_infiller_is_given_none(monkeypatch):
     seen = []
-    monkeypatch.setitem(registry.REGISTRY, "peek", registry.Entry(
-        "peek", lambda models, blanks, length, p: seen.append(models.infiller) or [[5]] * len(blanks),
-        ("known",), "looks at the infiller", "baseline", None))
-    models = Models(*[Captioner(vocab_size=8, feature_dim=4, embed=4, hidden=4, dropout=0.0) for _ in range(2)], infiller="an infiller")
-    decode.fill("peek", models, Blanks(torch.zeros(2, 4), [[4], [5]], [[6], [7]]), [1, 1], params.load(REPO / "params.yaml").fill)
+    monkeypatch.setitem(
+        registry.REGISTRY,
+        "peek",
+        registry.Entry(
+            "peek",
+            lambda models, blanks, length, p: seen.append(models.infiller) or [[5]] * len(blanks),
+            ("known",),
+            "looks at the infiller",
+            "baseline",
+            None,
+        ),
+    )
+    models = Models(
+        *[Captioner(vocab_size=8, feature_dim=4, embed=4, hidden=4, dropout=0.0) for _ in range(2)],
+        infiller="an infiller",
+    )
+    decode.fill(
+        "peek",
+        models,
+        Blanks(torch.zeros(2, 4), [[4], [5]], [[6], [7]]),
+        [1, 1],
+        params.load(REPO / "params.yaml").fill,
+    )
     assert seen == [None]
 
 

@@ -9,11 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from fillblank import params
 from fillblank.errors import UserError
-from fillblank.regression import DECODE_TOLERANCE, FIXTURE, PIPELINE_TOLERANCE, bibs_behind, decode_fixture, flatten, moved, read
+from fillblank.regression import (
+    DECODE_TOLERANCE,
+    FIXTURE,
+    PIPELINE_TOLERANCE,
+    bibs_behind,
+    decode_fixture,
+    flatten,
+    moved,
+    read,
+)
 
 METRICS = {
     "known": {
@@ -78,7 +87,11 @@ def test_new_and_gone_metrics_count_as_moved():
 
 
 def test_a_metric_that_is_not_a_finite_number_counts_as_moved():
-    rows = moved(METRICS, changed({"known/bibs/0.5/CIDEr": float("nan"), "unknown/forward/0.5/length_error": float("inf")}), TOLERANCE)
+    rows = moved(
+        METRICS,
+        changed({"known/bibs/0.5/CIDEr": float("nan"), "unknown/forward/0.5/length_error": float("inf")}),
+        TOLERANCE,
+    )
     assert [(name, why) for name, *_, why in rows] == [
         ("known.bibs.0.5.CIDEr", "not a finite number"),
         ("unknown.forward.0.5.length_error", "not a finite number"),
@@ -86,7 +99,9 @@ def test_a_metric_that_is_not_a_finite_number_counts_as_moved():
 
 
 def test_bibs_below_any_baseline_on_cider_at_any_ratio_fails():
-    assert bibs_behind(changed({"known/bibs/0.5/CIDEr": 0.55})) == [("known.bibs.0.5.CIDEr", 0.6, 0.55, "below fb_rerank")]
+    assert bibs_behind(changed({"known/bibs/0.5/CIDEr": 0.55})) == [
+        ("known.bibs.0.5.CIDEr", 0.6, 0.55, "below fb_rerank")
+    ]
     assert bibs_behind(changed({"unknown/bibs_unknown/0.5/CIDEr": 0.3})) == [
         ("unknown.bibs_unknown.0.5.CIDEr", 0.4, 0.3, "below forward")
     ]
@@ -96,12 +111,16 @@ def test_bibs_below_any_baseline_on_cider_at_any_ratio_fails():
 
 def test_bibs_a_few_blanks_behind_on_cider_is_noise():
     assert bibs_behind(changed({"known/bibs/0.5/CIDEr": 0.6 * 0.9995})) == []
-    assert bibs_behind(changed({"known/bibs/0.5/CIDEr": 0.6 * 0.998})) == [("known.bibs.0.5.CIDEr", 0.6, 0.6 * 0.998, "below fb_rerank")]
+    assert bibs_behind(changed({"known/bibs/0.5/CIDEr": 0.6 * 0.998})) == [
+        ("known.bibs.0.5.CIDEr", 0.6, 0.6 * 0.998, "below fb_rerank")
+    ]
 
 
 def regression(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "fillblank.regression", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "fillblank.regression", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
 
 
 def metrics_folder(folder: Path, metrics: dict, perplexity: float = 1.75) -> Path:
@@ -117,20 +136,40 @@ def test_the_pipeline_command_passes_on_equal_folders(tmp_path):
     metrics_folder(tmp_path / "old", METRICS), metrics_folder(tmp_path / "new", METRICS)
     result = regression(tmp_path, "pipeline", "old", "new")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("new: training and the shapes pipeline: every metric within its tolerance of the committed one; "
-                                    "largest changes: BLEU-4 0.00%, CIDEr 0.00%,")
+    assert result.stdout.startswith(
+        "new: training and the shapes pipeline: every metric within its tolerance of the committed one; "
+        "largest changes: BLEU-4 0.00%, CIDEr 0.00%,"
+    )
 
 
 def test_the_pipeline_command_fails_with_a_table_of_what_moved(tmp_path):
     metrics_folder(tmp_path / "old", METRICS)
-    metrics_folder(tmp_path / "new", changed({"known/bibs/0.5/CIDEr": 0.55, "known/forward/0.25/BLEU-4": 0.4}), perplexity=1.9)
+    metrics_folder(
+        tmp_path / "new", changed({"known/bibs/0.5/CIDEr": 0.55, "known/forward/0.25/BLEU-4": 0.4}), perplexity=1.9
+    )
     result = regression(tmp_path, "pipeline", "old", "new")
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert lines[0] == "new: training and the shapes pipeline: 5 metrics moved beyond their tolerance:"
     assert lines[1].split() == ["metric", "committed", "new"]
-    assert lines[2].split() == ["train/shapes-forward.json:", "best_val_perplexity", "1.750000", "1.900000", "moved", "by", "+0.15"]
-    assert lines[4].split() == ["train/shapes-infill.json:", "best_val_perplexity", "1.750000", "1.900000", "moved", "by", "+0.15"]
+    assert lines[2].split() == [
+        "train/shapes-forward.json:",
+        "best_val_perplexity",
+        "1.750000",
+        "1.900000",
+        "moved",
+        "by",
+        "+0.15",
+    ]
+    assert lines[4].split() == [
+        "train/shapes-infill.json:",
+        "best_val_perplexity",
+        "1.750000",
+        "1.900000",
+        "moved",
+        "by",
+        "+0.15",
+    ]
     assert lines[5].split() == ["known.bibs.0.5.CIDEr", "0.700000", "0.550000", "moved", "by", "-0.15"]
     assert lines[6].split() == ["known.forward.0.25.BLEU-4", "0.300000", "0.400000", "moved", "by", "+0.1"]
 
@@ -152,8 +191,12 @@ def test_a_file_that_is_not_metrics_is_one_line(tmp_path, text):
 # minute; without `exact`, so without the search error, which needs it.
 def bibs_only(metrics: dict) -> dict:
     return {
-        setting: {"bibs": {ratio: {name: value for name, value in values.items() if name != "search_error"}
-                           for ratio, values in metrics[setting]["bibs"].items()}}
+        setting: {
+            "bibs": {
+                ratio: {name: value for name, value in values.items() if name != "search_error"}
+                for ratio, values in metrics[setting]["bibs"].items()
+            }
+        }
         for setting in ("known", "unknown")
     }
 

@@ -11,12 +11,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import run_stage
+from synthetic import FILLERS, write_dataset
+
 from fillblank.errors import UserError
 from fillblank.evaluate import read_results
 from fillblank.report import pick_examples, thumbnails
-from synthetic import FILLERS, write_dataset
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: run .ci/install-chromium")
@@ -48,13 +48,24 @@ def browse(page: Path, tmp_path: Path) -> dict:
     probed = tmp_path / "probed.html"
     probed.write_text(page.read_text(encoding="utf-8") + PROBE, encoding="utf-8")
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
-         "--dump-dom", probed.as_uri()],
-        capture_output=True, text=True, timeout=60,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     found = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
     assert found, f"no probe in chromium's DOM:\n{result.stderr[-2000:]}"
-    return json.loads(found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+    return json.loads(
+        found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )
 
 
 @pytest.fixture
@@ -75,7 +86,9 @@ def test_examples_where_the_methods_differ_most_come_first(dataset):
     assert spreads[-1] == 0
 
     first = examples[0]
-    assert [method for method, *_ in first["fills"]] == [m for m in FILLERS if first["setting"] == "unknown" or m != "bibs_unknown"]
+    assert [method for method, *_ in first["fills"]] == [
+        m for m in FILLERS if first["setting"] == "unknown" or m != "bibs_unknown"
+    ]
     assert first["references"] == captions[captions["image_id"] == first["image_id"]]["raw"].tolist()
 
 

@@ -6,16 +6,19 @@ from functools import partial
 
 import pytest
 import torch
+from toy_models import fill_params, one_thread, random_models  # noqa: F401
 
 from fillblank.decode import infilling, rescore
 from fillblank.decode.baselines import beam_search, one_way, pool
 from fillblank.decode.bibs import mbest
 from fillblank.decode.infilling import encoded, infill_rerank, searched
 from fillblank.decode.step import Blanks, Models, best, bidirectional, log_prob, side
-from toy_models import fill_params, one_thread, random_models  # noqa: F401
 
-BLANKS = Blanks(torch.randn(6, 3, generator=torch.Generator().manual_seed(4)),
-                [[4, 5], [], [6, 7, 8], [9], [4], [10, 11]], [[7], [8, 9], [], [5, 4], [11], []])
+BLANKS = Blanks(
+    torch.randn(6, 3, generator=torch.Generator().manual_seed(4)),
+    [[4, 5], [], [6, 7, 8], [9], [4], [10, 11]],
+    [[7], [8, 9], [], [5, 4], [11], []],
+)
 
 
 class Counting:
@@ -34,8 +37,11 @@ class Counting:
 
 def every_fill(found: tuple[rescore.Hypotheses, rescore.Hypotheses], blanks: int) -> list[list[list[int]]]:
     """Each blank's hypotheses, left to right: the forward search's, then the backward one's."""
-    return [[fill for fill, b in zip(found[0].fills, found[0].blank.tolist()) if b == n]
-            + [fill[::-1] for fill, b in zip(found[1].fills, found[1].blank.tolist()) if b == n] for n in range(blanks)]
+    return [
+        [fill for fill, b in zip(found[0].fills, found[0].blank.tolist()) if b == n]
+        + [fill[::-1] for fill, b in zip(found[1].fills, found[1].blank.tolist()) if b == n]
+        for n in range(blanks)
+    ]
 
 
 @pytest.mark.parametrize("length, bonus", [(None, 0.0), (None, 2.0), (2, 0.0)])

@@ -53,11 +53,17 @@ def test_every_caption_parses_back_to_a_true_claim_about_its_scene(generated):
 
 def test_a_false_or_ungrammatical_caption_is_caught():
     red_left_of_blue = [shapes.Thing("circle", "red", "small", 1, 0), shapes.Thing("square", "blue", "large", 1, 2)]
-    assert shapes.holds(shapes.parse("a red circle is left of a blue square".split()), red_left_of_blue)
-    assert shapes.holds(shapes.parse("a blue square is right of a red circle".split()), red_left_of_blue)
-    assert not shapes.holds(shapes.parse("a blue square is left of a red circle".split()), red_left_of_blue)
-    assert not shapes.holds(shapes.parse("there are two red circles".split()), red_left_of_blue)
-    assert not shapes.holds(shapes.parse("a large red circle is at the left".split()), red_left_of_blue)
+    assert shapes.holds(
+        shapes.parse(["a", "red", "circle", "is", "left", "of", "a", "blue", "square"]), red_left_of_blue
+    )
+    assert shapes.holds(
+        shapes.parse(["a", "blue", "square", "is", "right", "of", "a", "red", "circle"]), red_left_of_blue
+    )
+    assert not shapes.holds(
+        shapes.parse(["a", "blue", "square", "is", "left", "of", "a", "red", "circle"]), red_left_of_blue
+    )
+    assert not shapes.holds(shapes.parse(["there", "are", "two", "red", "circles"]), red_left_of_blue)
+    assert not shapes.holds(shapes.parse(["a", "large", "red", "circle", "is", "at", "the", "left"]), red_left_of_blue)
     for wrong in ("there is two red circles", "an red circle is at the left", "a red circles is above a blue square"):
         with pytest.raises(ValueError):
             shapes.parse(wrong.split())

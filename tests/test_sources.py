@@ -48,10 +48,13 @@ def write_zip(path: Path, members: dict[str, bytes]) -> Path:
 
 def caption_datasets(path: Path) -> Path:
     """A small stand-in for Karpathy's caption_datasets.zip."""
-    return write_zip(path, {
-        f"dataset_{name}.json": json.dumps(split_json(name, ["a.jpg", "b.jpg"])).encode()
-        for name in ("flickr8k", "flickr30k", "coco")
-    })
+    return write_zip(
+        path,
+        {
+            f"dataset_{name}.json": json.dumps(split_json(name, ["a.jpg", "b.jpg"])).encode()
+            for name in ("flickr8k", "flickr30k", "coco")
+        },
+    )
 
 
 def names_in(path: Path) -> list[str]:
@@ -94,7 +97,9 @@ def test_a_zip_unpacked_beside_itself_is_refused(tmp_path):
     for folder in ("Flicker8k_Dataset", "__MACOSX/Flicker8k_Dataset"):  # what `unzip` leaves
         (source / folder).mkdir(parents=True)
         (source / folder / "a.jpg").write_bytes(jpeg(2))  # say, a photo fixed by hand: which one is meant?
-    with pytest.raises(UserError, match=r"holds the same images twice \(Flickr8k_Dataset.zip and Flicker8k_Dataset\); keep one"):
+    with pytest.raises(
+        UserError, match=r"holds the same images twice \(Flickr8k_Dataset.zip and Flicker8k_Dataset\); keep one"
+    ):
         flickr8k.fetch(tmp_path / "raw", str(source))
 
 
@@ -109,7 +114,10 @@ def test_images_in_a_symlinked_folder_are_packed_and_listed_as_dependencies(tmp_
     (source / "Flicker8k_Dataset" / "loop").symlink_to(source / "Flicker8k_Dataset")  # a cycle: walked once
     (source / "dataset_flickr8k.json").write_text(json.dumps(split_json("flickr8k", ["a.jpg", "b.jpg"])))
     flickr8k.fetch(tmp_path / "raw", str(source))
-    assert names_in(tmp_path / "raw/images/Flicker8k_Dataset.zip") == ["Flicker8k_Dataset/a.jpg", "Flicker8k_Dataset/more/b.jpg"]
+    assert names_in(tmp_path / "raw/images/Flicker8k_Dataset.zip") == [
+        "Flicker8k_Dataset/a.jpg",
+        "Flicker8k_Dataset/more/b.jpg",
+    ]
     listed = [name for name, size, mtime in manifest("flickr8k", str(source))["files"]]
     assert "Flicker8k_Dataset/more/b.jpg" in listed  # so editing it re-runs download
 
@@ -121,7 +129,9 @@ def test_a_corrupt_split_zip_is_one_line_and_leaves_no_partial_file(tmp_path):
     data = bytearray((source / "caption_datasets.zip").read_bytes())
     data[200:260] = bytes(60)  # a damaged download or disk
     (source / "caption_datasets.zip").write_bytes(data)
-    with pytest.raises(UserError, match=r"caption_datasets.zip: dataset_flickr8k.json inside cannot be read \(error: Error -3"):
+    with pytest.raises(
+        UserError, match=r"caption_datasets.zip: dataset_flickr8k.json inside cannot be read \(error: Error -3"
+    ):
         splits.split_file("flickr8k", tmp_path / "raw", source)
     assert list((tmp_path / "raw").iterdir()) == []
 
@@ -131,7 +141,9 @@ def test_a_local_folder_without_images_or_captions_says_what_is_missing(tmp_path
     with pytest.raises(UserError, match=r"sources.flickr8k: .* holds no Flickr8k_Dataset.zip"):
         flickr8k.fetch(tmp_path / "raw", str(tmp_path))
     (tmp_path / "dataset_flickr8k.json").rename(tmp_path / "Flickr8k_Dataset.zip")  # images, but no captions
-    with pytest.raises(UserError, match=r"sources.flickr8k: .* holds no dataset_flickr8k.json \(nor caption_datasets.zip\)$"):
+    with pytest.raises(
+        UserError, match=r"sources.flickr8k: .* holds no dataset_flickr8k.json \(nor caption_datasets.zip\)$"
+    ):
         flickr8k.fetch(tmp_path / "raw", str(tmp_path))
     with pytest.raises(UserError, match="sources.flickr8k: .*nowhere is not a folder"):
         flickr8k.fetch(tmp_path / "raw", str(tmp_path / "nowhere"))
@@ -215,7 +227,9 @@ def official(split: str, year: str, ids: list[int]) -> dict:
     return {
         "images": [{"id": i, "file_name": f"{i:012d}.jpg"} for i in ids],
         "annotations": [
-            {"id": 10 * i + k, "image_id": i, "caption": f"A photo number {i}, take {k}. "} for i in ids for k in range(2)
+            {"id": 10 * i + k, "image_id": i, "caption": f"A photo number {i}, take {k}. "}
+            for i in ids
+            for k in range(2)
         ],
     }
 
@@ -236,8 +250,11 @@ def test_coco_from_the_official_2017_annotations_in_karpathys_layout(tmp_path):
     by_image = dict(zip(table["filename"].to_pylist(), table["split"].to_pylist()))
     # train images are train; val images in id order: one to val, one to test, the rest train (restval)
     assert by_image == {
-        "000000000003.jpg": "train", "000000000005.jpg": "train",
-        "000000000007.jpg": "val", "000000000008.jpg": "test", "000000000009.jpg": "train",
+        "000000000003.jpg": "train",
+        "000000000005.jpg": "train",
+        "000000000007.jpg": "val",
+        "000000000008.jpg": "test",
+        "000000000009.jpg": "train",
     }
     assert table["raw"].to_pylist()[:2] == ["A photo number 3, take 0.", "A photo number 3, take 1."]
     assert len(set(table["sentence_id"].to_pylist())) == 10

@@ -6,8 +6,21 @@ def test_normalise_lowercases_and_drops_everything_but_letters_and_digits():
     assert normalise("Don't jump 2 T-shirts") == ["dont", "jump", "2", "tshirts"]
     assert normalise("  café\tau lait\n") == ["cafe", "au", "lait"]
     assert normalise("Café naïve RÉSUMÉ") == ["cafe", "naive", "resume"]  # accents folded, letters kept
-    assert normalise("ℌorse № 5 in the Straße") == ["horse", "no", "5", "in", "the", "strasse"]  # capitals once decomposed
-    assert normalise("Æsop's Œuvre, Søren in Łódź") == ["aesops", "oeuvre", "soren", "in", "lodz"]  # letters with no decomposition
+    assert normalise("ℌorse № 5 in the Straße") == [
+        "horse",
+        "no",
+        "5",
+        "in",
+        "the",
+        "strasse",
+    ]  # capitals once decomposed
+    assert normalise("Æsop's Œuvre, Søren in Łódź") == [
+        "aesops",
+        "oeuvre",
+        "soren",
+        "in",
+        "lodz",
+    ]  # letters with no decomposition
     assert normalise("...!") == []
 
 

@@ -14,13 +14,11 @@ import pytest
 import torch
 import yaml
 
-from fillblank import params
+from fillblank import params, provenance, train
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError
-from fillblank import provenance
 from fillblank.model import load_checkpoint, read_checkpoint, save_checkpoint
 from fillblank.params import TrainSettings
-from fillblank import train
 from fillblank.train import Split, examples, fit, load_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +37,16 @@ def write_colours(folder: Path, images: int) -> Path:
         colour = COLOURS[image_id % 4]
         for k, words in enumerate((["a", colour, "thing"], ["the", "thing", "is", colour])):
             split = "val" if image_id % 5 == 0 else "train"
-            rows.append(dict(image_id=image_id, filename=f"{image_id}.png", split=split, sentence_id=2 * image_id + k, raw=" ".join(words), tokens=words))
+            rows.append(
+                dict(
+                    image_id=image_id,
+                    filename=f"{image_id}.png",
+                    split=split,
+                    sentence_id=2 * image_id + k,
+                    raw=" ".join(words),
+                    tokens=words,
+                )
+            )
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(folder / "captions.parquet")
     Vocab.build([row["tokens"] for row in rows if row["split"] == "train"], min_count=1).save(folder / "vocab.json")
@@ -130,7 +137,12 @@ def test_training_learns_the_colours_and_keeps_the_best_epoch(colours, tmp_path)
     assert result.metrics()["epochs"] == len(result.history) <= SETTINGS.max_epochs
     assert result.metrics()["tokens_per_second"] > 0
     lines = examples(result.model, data, count=2)  # val images 0 (red) and 5 (green)
-    assert lines[0].startswith("image 0: ") and "red" in lines[0] and lines[1].startswith("image 5: ") and "green" in lines[1]
+    assert (
+        lines[0].startswith("image 0: ")
+        and "red" in lines[0]
+        and lines[1].startswith("image 5: ")
+        and "green" in lines[1]
+    )
     assert lines[0].split(": ")[1] in ("a red thing", "the thing is red")  # back in reading order
 
 
@@ -216,13 +228,29 @@ def test_stage_writes_model_curves_and_metrics_and_removes_its_resume_file(colou
     metrics = json.loads((cwd / "metrics" / "train" / "shapes-backward.json").read_text())
     curves = pd.read_csv(cwd / "metrics" / "train" / "shapes-backward.csv")
     assert list(curves.columns) == ["epoch", "train_loss", "val_loss", "val_perplexity"]
-    assert metrics["epochs"] == len(curves) and metrics["best_val_perplexity"] == pytest.approx(curves["val_perplexity"].min())
+    assert metrics["epochs"] == len(curves) and metrics["best_val_perplexity"] == pytest.approx(
+        curves["val_perplexity"].min()
+    )
     assert "image 0: " in out
     assert not (cwd / "data" / "models" / "shapes" / "backward.resume.pt").exists()
 
     greedy = subprocess.run(
-        [sys.executable, "-m", "fillblank.train", model, "--prepared", colours, "--features", colours / "features.h5", "-n", "2"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+        [
+            sys.executable,
+            "-m",
+            "fillblank.train",
+            model,
+            "--prepared",
+            colours,
+            "--features",
+            colours / "features.h5",
+            "-n",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
     )
     assert greedy.stdout.splitlines()[0] in out.splitlines()  # the stage printed the same captions
     assert [line.split(":")[0] for line in greedy.stdout.splitlines()] == ["image 0", "image 5"]
@@ -265,7 +293,23 @@ def test_two_gloo_processes_under_torchrun_match_one_process(colours, tmp_path):
     settings = {**TINY, "dropout": 0.0, "max_epochs": 3, "patience": 3}  # dropout differs between processes
     one, two = project(tmp_path / "one", colours, **settings), project(tmp_path / "two", colours, **settings)
     finish(stage(one, "forward"), one)
-    finish(stage(two, "forward", launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "stages.train", "shapes")), two)
+    finish(
+        stage(
+            two,
+            "forward",
+            launcher=(
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                "-m",
+                "stages.train",
+                "shapes",
+            ),
+        ),
+        two,
+    )
     model = Path("data/models/shapes/forward.pt")
     single, double = (torch.load(cwd / model, weights_only=True)["state_dict"] for cwd in (one, two))
     for name, weights in single.items():

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import TRAIN
+
 from fillblank import cli
 from fillblank.train import Data, fit, load_data
 
@@ -22,7 +22,9 @@ def without_images(data: Data) -> Data:
 @pytest.mark.slow
 def test_the_image_lowers_validation_perplexity_by_at_least_10_percent(shapes_project, tmp_path):
     prepared = shapes_project / "data/prepared/shapes"
-    data = load_data(prepared / "vocab.json", prepared / "captions.parquet", shapes_project / "data/features/shapes.h5", "forward")
+    data = load_data(
+        prepared / "vocab.json", prepared / "captions.parquet", shapes_project / "data/features/shapes.h5", "forward"
+    )
     seeing = json.loads((shapes_project / "metrics/train/shapes-forward.json").read_text())["best_val_perplexity"]
     with cli.one_thread():
         blind = fit(TRAIN, without_images(data), tmp_path / "blind.resume.pt").metrics()["best_val_perplexity"]

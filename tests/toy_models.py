@@ -82,7 +82,18 @@ def random_models(vocab: int, seed: int, features: int = 3) -> Models:
 
 
 def fill_params(**changes) -> params.Fill:
-    settings = dict(methods=["bibs"], beam=2, sweeps=4, m_best=1, max_length=3, batch=16, exact_max_rows=10_000, device="cpu", length_bonus=0.0, tune_images=None)
+    settings = dict(
+        methods=["bibs"],
+        beam=2,
+        sweeps=4,
+        m_best=1,
+        max_length=3,
+        batch=16,
+        exact_max_rows=10_000,
+        device="cpu",
+        length_bonus=0.0,
+        tune_images=None,
+    )
     return params.Fill(**settings | changes)
 
 
@@ -103,7 +114,9 @@ def true_score(models: Models, feature: torch.Tensor, sentence: list[int]) -> fl
     return log_prob(models.forward, feature, sentence) + log_prob(models.backward, feature, sentence[::-1])
 
 
-def brute_force(models: Models, feature, left: list[int], right: list[int], lengths, vocab: int) -> tuple[list[int], float]:
+def brute_force(
+    models: Models, feature, left: list[int], right: list[int], lengths, vocab: int
+) -> tuple[list[int], float]:
     """The fill of the given lengths with the highest S(Y), by trying them all."""
     best, best_score = None, -math.inf
     for length in lengths:

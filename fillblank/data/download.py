@@ -102,9 +102,12 @@ def _transfer(remote: Remote, part: Path) -> None:
                 offset = 0
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else None
-            with part.open("ab" if offset else "wb") as file, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=remote.name
-            ) as bar:
+            with (
+                part.open("ab" if offset else "wb") as file,
+                tqdm(
+                    total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=remote.name
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(CHUNK), b""):
                     file.write(block)
                     bar.update(len(block))
@@ -143,9 +146,11 @@ def checksum(path: Path, algorithm: str = "sha256") -> str:
 def copy(path: Path, target: Path) -> Path:
     """Copy a local source file to `target`, with progress."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("rb") as src, target.open("wb") as dst, tqdm(
-        total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024, desc=path.name
-    ) as bar:
+    with (
+        path.open("rb") as src,
+        target.open("wb") as dst,
+        tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024, desc=path.name) as bar,
+    ):
         for block in iter(lambda: src.read(CHUNK), b""):
             dst.write(block)
             bar.update(len(block))
@@ -176,7 +181,9 @@ def find_images(folder: Path, *stems: str) -> Path | None:
     found = [path for stem in stems for form in IMAGE_FORMS if (path := find(folder, stem + form))]
     if len(found) > 1:
         names = " and ".join(path.relative_to(folder).as_posix() for path in found)
-        raise UserError(f"{folder}: holds the same images twice ({names}); keep one, so that an edit is never read from the other")
+        raise UserError(
+            f"{folder}: holds the same images twice ({names}); keep one, so that an edit is never read from the other"
+        )
     return found[0] if found else None
 
 

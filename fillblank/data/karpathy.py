@@ -36,14 +36,16 @@ from fillblank.errors import UserError
 
 SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
 
-SCHEMA = pa.schema([
-    ("image_id", pa.int64()),
-    ("filename", pa.string()),
-    ("split", pa.string()),
-    ("sentence_id", pa.int64()),
-    ("raw", pa.string()),
-    ("tokens", pa.list_(pa.string())),
-])
+SCHEMA = pa.schema(
+    [
+        ("image_id", pa.int64()),
+        ("filename", pa.string()),
+        ("split", pa.string()),
+        ("sentence_id", pa.int64()),
+        ("raw", pa.string()),
+        ("tokens", pa.list_(pa.string())),
+    ]
+)
 
 
 Dropped = dict  # {"image_id": ..., "filename": ..., "sentence_id": ... or None, "reason": ...}
@@ -76,8 +78,11 @@ def read(path: str | Path) -> tuple[pa.Table, list[Dropped]]:
         if problem := entry_problem(image):
             problems.append(f"{where}: {problem}")
             continue
-        if clash := [f"{key} {image[key]!r} is also {owners[key, image[key]]}'s" for key in ("imgid", "filename")
-                     if (key, image[key]) in owners]:
+        if clash := [
+            f"{key} {image[key]!r} is also {owners[key, image[key]]}'s"
+            for key in ("imgid", "filename")
+            if (key, image[key]) in owners
+        ]:
             problems.append(f"{where}: {'; '.join(clash)}")
             continue
         owners |= {("imgid", image["imgid"]): where, ("filename", image["filename"]): where}
@@ -99,7 +104,9 @@ def read(path: str | Path) -> tuple[pa.Table, list[Dropped]]:
             rows["tokens"].append(tokens)
     if problems:
         more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
-        raise UserError(f"{path}: {len(problems)} bad entr{'y' if len(problems) == 1 else 'ies'}: {'; '.join(problems[:SHOWN])}{more}")
+        raise UserError(
+            f"{path}: {len(problems)} bad entr{'y' if len(problems) == 1 else 'ies'}: {'; '.join(problems[:SHOWN])}{more}"
+        )
     return pa.Table.from_pydict(rows, schema=SCHEMA), dropped
 
 
@@ -116,7 +123,11 @@ def entry_problem(image: dict) -> str | None:
     sentences = image.get("sentences") or []
     if not isinstance(sentences, list) or not all(isinstance(sentence, dict) for sentence in sentences):
         return "sentences is not a list of objects"
-    if bad := [sentence["sentid"] for sentence in sentences if sentence.get("sentid") is not None and not is_int(sentence["sentid"])]:
+    if bad := [
+        sentence["sentid"]
+        for sentence in sentences
+        if sentence.get("sentid") is not None and not is_int(sentence["sentid"])
+    ]:
         return f"sentid {bad[0]!r} is not an integer"
     return None
 

@@ -68,7 +68,9 @@ class Vocab:
         except FileNotFoundError:
             raise UserError(f"{path}: no such file") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-            raise UserError(f"{path}: not a vocab.json (written by the prepare stage): {type(error).__name__} {error}") from None
+            raise UserError(
+                f"{path}: not a vocab.json (written by the prepare stage): {type(error).__name__} {error}"
+            ) from None
 
     def to_json(self) -> str:
         return json.dumps({"min_count": self.min_count, "words": self.words, "counts": self.counts}, indent=1) + "\n"

@@ -47,15 +47,17 @@ from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
 from fillblank.errors import UserError
 from fillblank.params import Fill
 
-SCHEMA = pa.schema([
-    ("blank_id", pa.int64()),
-    ("setting", pa.string()),
-    ("fill", pa.list_(pa.string())),
-    ("sentence", pa.string()),
-    ("score", pa.float64()),
-    ("length", pa.int64()),
-    ("seconds", pa.float64()),
-])
+SCHEMA = pa.schema(
+    [
+        ("blank_id", pa.int64()),
+        ("setting", pa.string()),
+        ("fill", pa.list_(pa.string())),
+        ("sentence", pa.string()),
+        ("score", pa.float64()),
+        ("length", pa.int64()),
+        ("seconds", pa.float64()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,18 @@ def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None,
     groups = defaultdict(list)  # blank indices by length, or all together when unknown
     for i in range(len(blanks)):
         groups[None if lengths is None else lengths[i]].append(i)
-    batches = [(length, index[at : at + p.batch]) for length, index in groups.items() for at in range(0, len(index), p.batch)]
+    batches = [
+        (length, index[at : at + p.batch]) for length, index in groups.items() for at in range(0, len(index), p.batch)
+    ]
     rank, world = distributed.rank_world()
     mine = batches[rank::world]
     entry = methods()[method]
     models = entry.given(models)
     filled: dict[int, Filled] = {}
     setting = "unknown" if lengths is None else "known"
-    with tqdm(total=sum(len(index) for _, index in mine), desc=f"{method} ({setting} length)", unit="blank", disable=rank != 0) as progress:
+    with tqdm(
+        total=sum(len(index) for _, index in mine), desc=f"{method} ({setting} length)", unit="blank", disable=rank != 0
+    ) as progress:
         for length, index in mine:
             batch = blanks.take(index)
             began = time.perf_counter()
@@ -108,7 +114,9 @@ def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None,
     return [everyone[i] for i in range(len(blanks))]
 
 
-def fill_table(method: str, models: Models, vocab: Vocab, blank_set: pa.Table, features: torch.Tensor, p: Fill, trained_on: dict) -> pa.Table:
+def fill_table(
+    method: str, models: Models, vocab: Vocab, blank_set: pa.Table, features: torch.Tensor, p: Fill, trained_on: dict
+) -> pa.Table:
     """Fill every blank of `blank_set` (columns blank_id, left, blank, right) with `method`, in
     each of its settings; `features` (N, D) are the blanks' images, row by row. `trained_on`
     is the captioners' provenance, `{"forward": ..., "backward": ...}`, kept in the metadata."""

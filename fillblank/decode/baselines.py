@@ -61,21 +61,32 @@ def forward(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list
     return one_way(side(models, blanks), length, p)[0]
 
 
-@register("backward", role="baseline", description="beam search with the backward captioner from the right words [URNN-b]")
+@register(
+    "backward", role="baseline", description="beam search with the backward captioner from the right words [URNN-b]"
+)
 @torch.inference_mode()
 def backward(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     return [fill[::-1] for fill in forward(models.mirrored(), blanks.mirrored(), length, p)]
 
 
-@register("fb_max", role="baseline", description="forward or backward, whichever its own captioner scores higher [URNN-fb-max]")
+@register(
+    "fb_max",
+    role="baseline",
+    description="forward or backward, whichever its own captioner scores higher [URNN-fb-max]",
+)
 @torch.inference_mode()
 def fb_max(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     forward_fills, forward_scores = one_way(side(models, blanks), length, p)
     backward_fills, backward_scores = one_way(side(models.mirrored(), blanks.mirrored()), length, p)
-    return [f if fs >= bs else b[::-1] for f, fs, b, bs in zip(forward_fills, forward_scores.tolist(), backward_fills, backward_scores.tolist())]
+    return [
+        f if fs >= bs else b[::-1]
+        for f, fs, b, bs in zip(forward_fills, forward_scores.tolist(), backward_fills, backward_scores.tolist())
+    ]
 
 
-@register("fb_rerank", role="baseline", description="the hypotheses of both beam searches, reranked by S(Y) [URNN-fb-BiRNN]")
+@register(
+    "fb_rerank", role="baseline", description="the hypotheses of both beam searches, reranked by S(Y) [URNN-fb-BiRNN]"
+)
 @torch.inference_mode()
 def fb_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     sides = both_ways(models, blanks)
@@ -85,5 +96,7 @@ def fb_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -> li
 def pool(sides: tuple[Side, Side], length: int | None, p: Fill) -> tuple[rescore.Hypotheses, rescore.Hypotheses]:
     """The hypotheses of a beam search reading as each of `sides` (left to right, right to
     left), of the given length or of every length up to `p.max_length`."""
-    found = [rescore.hypotheses(this, choices(beam_search(this, length or p.max_length, p.beam), length)) for this in sides]
+    found = [
+        rescore.hypotheses(this, choices(beam_search(this, length or p.max_length, p.beam), length)) for this in sides
+    ]
     return found[0], found[1]

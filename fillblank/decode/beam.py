@@ -38,7 +38,9 @@ class Beam:
         return total
 
 
-def sweep(model: Model, state: State, log_probs: Tensor, length: int, beam: int, context: Tensor | None = None) -> list[Beam]:
+def sweep(
+    model: Model, state: State, log_probs: Tensor, length: int, beam: int, context: Tensor | None = None
+) -> list[Beam]:
     """Beam search of `length` words from each blank's `state` and next-word `log_probs` (N, V).
 
     `context` (length, N, V), when given, is added to each extension's score to rank it,
@@ -47,14 +49,18 @@ def sweep(model: Model, state: State, log_probs: Tensor, length: int, beam: int,
     n, vocab = log_probs.shape
     words = vocab - FIRST_WORD
     if beam > words:
-        raise UserError(f"beam width {beam} is larger than the {words} words a blank can hold (the vocabulary less its {FIRST_WORD} special tokens)")
+        raise UserError(
+            f"beam width {beam} is larger than the {words} words a blank can hold (the vocabulary less its {FIRST_WORD} special tokens)"
+        )
     device = log_probs.device
     # Start from `beam` copies of each blank, all but the first at -inf: the first step
     # then picks `beam` different words from the one real hypothesis.
     score = torch.full((n, beam), -torch.inf, device=device)  # shape: (N, B)
     score[:, 0] = 0.0
     copies = torch.arange(n, device=device).repeat_interleave(beam)  # shape: (N*B,)
-    beams = [Beam(torch.zeros(n, beam, 0, dtype=torch.long, device=device), score, select(state, copies), log_probs[copies])]
+    beams = [
+        Beam(torch.zeros(n, beam, 0, dtype=torch.long, device=device), score, select(state, copies), log_probs[copies])
+    ]
     offsets = torch.arange(n, device=device)[:, None] * beam  # shape: (N, 1)
     for t in range(length):
         last = beams[-1]
@@ -62,7 +68,9 @@ def sweep(model: Model, state: State, log_probs: Tensor, length: int, beam: int,
         ranked = total if context is None else total + context[t][:, None, :]  # shape: (N, B, V)
         top = ranked.view(n, beam * vocab).topk(beam, dim=1).indices  # shape: (N, B)
         parent, word = top // vocab, top % vocab  # shape: (N, B)
-        tokens = torch.cat([last.tokens.gather(1, parent[:, :, None].expand(-1, -1, t)), word[:, :, None]], dim=2)  # shape: (N, B, t+1)
+        tokens = torch.cat(
+            [last.tokens.gather(1, parent[:, :, None].expand(-1, -1, t)), word[:, :, None]], dim=2
+        )  # shape: (N, B, t+1)
         rows = (offsets + parent).view(-1)  # shape: (N*B,)
         next_log_probs, next_state = model.step(word.view(-1), select(last.state, rows))  # shape: (N*B, V)
         beams.append(Beam(tokens, total.view(n, -1).gather(1, top), next_state, next_log_probs))

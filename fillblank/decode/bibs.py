@@ -71,20 +71,30 @@ def search(models: Models, blanks: Blanks, length: int, p: Fill) -> list[Seen]:
     """BiBS with blanks of `length` words: every fill it scored, with its S(Y), per blank."""
     sides = both_ways(models, blanks)
     seen: list[Seen] = [{} for _ in range(len(blanks))]
-    active, context = torch.arange(len(blanks), device=blanks.features.device), None  # the blanks whose last sweep found new fills
+    active, context = (
+        torch.arange(len(blanks), device=blanks.features.device),
+        None,
+    )  # the blanks whose last sweep found new fills
     for turn in range(p.sweeps + 1):
         this, other = sides[turn % 2].take(active), sides[1 - turn % 2].take(active)
         beams = sweep(this.models.forward, this.state, this.log_probs, length, p.beam, context)
         last = beams[-1]
         ends = (last.tokens if turn % 2 == 0 else last.tokens.flip(2)).tolist()  # (A, B, length), left to right
         scored = 1 if turn == 0 else p.m_best  # the start ranks without the right words: only its best is worth S(Y)
-        new = [(a, j) for a, n in enumerate(active.tolist()) for j, fill in enumerate(ends[a][:scored]) if tuple(fill) not in seen[n]]
+        new = [
+            (a, j)
+            for a, n in enumerate(active.tolist())
+            for j, fill in enumerate(ends[a][:scored])
+            if tuple(fill) not in seen[n]
+        ]
         if not new:
             break
         at, rank = torch.tensor(new, device=last.score.device).T  # shape: (R,) each
         rows = at * p.beam + rank  # shape: (R,)
         read = this.context[at] + last.score[at, rank]  # shape: (R,)
-        scores = complete(this, other, at, last.tokens[at, rank].tolist(), read, select(last.state, rows), last.log_probs[rows])
+        scores = complete(
+            this, other, at, last.tokens[at, rank].tolist(), read, select(last.state, rows), last.log_probs[rows]
+        )
         for (a, j), score in zip(new, scores.tolist()):
             seen[int(active[a])][tuple(ends[a][j])] = score
         going = at.unique()  # shape: (A',)
@@ -95,7 +105,10 @@ def search(models: Models, blanks: Blanks, length: int, p: Fill) -> list[Seen]:
 def ranked(seen: Seen, m: int, bonus: float = 0.0) -> list[tuple[list[int], float]]:
     """The `m` best fills and their S(Y), best first by S(Y) plus `bonus` per word (the
     length rule, length.py; the earlier seen first among equals)."""
-    return [(list(fill), score) for fill, score in sorted(seen.items(), key=lambda item: -(item[1] + bonus * len(item[0])))[:m]]
+    return [
+        (list(fill), score)
+        for fill, score in sorted(seen.items(), key=lambda item: -(item[1] + bonus * len(item[0])))[:m]
+    ]
 
 
 @torch.inference_mode()
@@ -114,8 +127,12 @@ def mbest(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[l
     return [ranked(s, p.m_best, 0.0 if length else p.length_bonus) for s in seen]
 
 
-@register("bibs", role="bidirectional", ranks=mbest,
-          description="Bidirectional Beam Search: sweeps left and right over the blank [BiRNN-BSCD]")
+@register(
+    "bibs",
+    role="bidirectional",
+    ranks=mbest,
+    description="Bidirectional Beam Search: sweeps left and right over the blank [BiRNN-BSCD]",
+)
 def bibs(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     return [fills[0][0] for fills in mbest(models, blanks, length, p)]
 
@@ -128,8 +145,12 @@ def candidate(models: Models, blanks: Blanks, p: Fill) -> tuple[list[list[int]],
     forward, backward = (beam_search(this, p.max_length, p.beam) for this in sides)
     meet = meetings(forward, backward, p.max_length)
     rows = [n for n, fills in enumerate(meet) for _ in fills]
-    scores = fill_scores(partial(bidirectional, models), blanks, rows, [f for fills in meet for f in fills]).view(len(blanks), -1)  # shape: (N, K)
-    words = torch.tensor([[len(f) for f in fills] for fills in meet], dtype=scores.dtype, device=scores.device)  # shape: (N, K)
+    scores = fill_scores(partial(bidirectional, models), blanks, rows, [f for fills in meet for f in fills]).view(
+        len(blanks), -1
+    )  # shape: (N, K)
+    words = torch.tensor(
+        [[len(f) for f in fills] for fills in meet], dtype=scores.dtype, device=scores.device
+    )  # shape: (N, K)
     top = (scores + p.length_bonus * words).argmax(1)  # shape: (N,)
     start = [fills[k] for fills, k in zip(meet, top.tolist())], scores.gather(1, top[:, None])[:, 0]
     found = rescore.hypotheses(sides[0], forward[1:]), rescore.hypotheses(sides[1], backward[1:])
@@ -159,8 +180,12 @@ def best_after(beams: list[Beam]) -> tuple[Tensor, Tensor]:
     return torch.stack(scores), torch.stack(parents)
 
 
-@register("bibs_unknown", role="bidirectional", settings=("unknown",),
-          description="BiBS at the length where forward and backward searches meet best [BiRNN-BSMP]")
+@register(
+    "bibs_unknown",
+    role="bidirectional",
+    settings=("unknown",),
+    description="BiBS at the length where forward and backward searches meet best [BiRNN-BSMP]",
+)
 @torch.inference_mode()
 def bibs_unknown(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     if length is not None:

@@ -32,7 +32,17 @@ from torch import Tensor
 
 from fillblank.decode.bibs import bibs, bibs_unknown
 from fillblank.decode.registry import register
-from fillblank.decode.step import FIRST_WORD, Blanks, Models, bidirectional, both_ways, fill_scores, finish, other_way, select
+from fillblank.decode.step import (
+    FIRST_WORD,
+    Blanks,
+    Models,
+    bidirectional,
+    both_ways,
+    fill_scores,
+    finish,
+    other_way,
+    select,
+)
 from fillblank.params import Fill
 
 log = logging.getLogger(__name__)
@@ -42,7 +52,9 @@ log = logging.getLogger(__name__)
 SLACK = 1e-4
 
 
-@register("exact", role="oracle", description="branch and bound for the fill of highest S(Y): the oracle; slow on long blanks")
+@register(
+    "exact", role="oracle", description="branch and bound for the fill of highest S(Y): the oracle; slow on long blanks"
+)
 @torch.inference_mode()
 def exact(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     fills, proven = search(models, blanks, length, p)
@@ -59,7 +71,9 @@ def search(models: Models, blanks: Blanks, length: int | None, p: Fill) -> tuple
     scorer = partial(bidirectional, models)
     seed = bibs(models, blanks, length, p) if length else bibs_unknown(models, blanks, None, p)
     bonus = 0.0 if length else p.length_bonus
-    words = torch.tensor([len(fill) for fill in seed], dtype=torch.float32, device=blanks.features.device)  # shape: (N,)
+    words = torch.tensor(
+        [len(fill) for fill in seed], dtype=torch.float32, device=blanks.features.device
+    )  # shape: (N,)
     best_fill, best_score = seed, fill_scores(scorer, blanks, range(len(blanks)), seed) + bonus * words  # shape: (N,)
     proven = [True] * len(blanks)
 
@@ -86,7 +100,9 @@ def search(models: Models, blanks: Blanks, length: int | None, p: Fill) -> tuple
             # tighter, and only fills that can still win are read by the backward one.
             forward = finish(this, blank, prefix, state, log_probs)  # shape: (R'',)
             hope = (forward + other.context[blank] + bonus * depth > best_score[blank]).nonzero()[:, 0]  # shape: (H,)
-            scores = forward[hope] + other_way(this, other, blank[hope], tokens[hope].tolist()) + bonus * depth  # shape: (H,)
+            scores = (
+                forward[hope] + other_way(this, other, blank[hope], tokens[hope].tolist()) + bonus * depth
+            )  # shape: (H,)
             for row, score in zip(hope.tolist(), scores.tolist()):
                 b = int(blank[row])
                 if score > best_score[b]:

@@ -32,14 +32,19 @@ from fillblank.infill import LENGTHS, Infiller, context_ids, padded
 from fillblank.params import Fill
 
 
-@register("infill", role="infiller",
-          description="the context encoder for captions: a Transformer trained to fill blanks, by beam search")
+@register(
+    "infill",
+    role="infiller",
+    description="the context encoder for captions: a Transformer trained to fill blanks, by beam search",
+)
 @torch.inference_mode()
 def infill(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     model = infiller(models)
     fills, log_probs = searched(model, encoded(model, blanks), length, p)
     bonus = p.length_bonus if length is None else 0.0  # the length rule (length.py)
-    words = torch.tensor([[len(fill) for fill in mine] for mine in fills], dtype=log_probs.dtype, device=log_probs.device)  # shape: (N, H)
+    words = torch.tensor(
+        [[len(fill) for fill in mine] for mine in fills], dtype=log_probs.dtype, device=log_probs.device
+    )  # shape: (N, H)
     return [mine[i] for mine, i in zip(fills, (log_probs + bonus * words).argmax(1).tolist())]
 
 
@@ -52,11 +57,15 @@ def infiller(models: Models) -> Infiller:
 def encoded(model: Infiller, blanks: Blanks) -> tuple[Tensor, Tensor]:
     """Each blank's image and words on both sides, read once by the infiller's encoder: the
     memory (N, I + S, width) and its padding mask (N, I + S)."""
-    context = padded([context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)])  # shape: (N, S)
+    context = padded(
+        [context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)]
+    )  # shape: (N, S)
     return model.encode(blanks.features, context.to(blanks.features.device))
 
 
-def searched(model: Infiller, context: tuple[Tensor, Tensor], length: int | None, p: Fill) -> tuple[list[list[list[int]]], Tensor]:
+def searched(
+    model: Infiller, context: tuple[Tensor, Tensor], length: int | None, p: Fill
+) -> tuple[list[list[list[int]]], Tensor]:
     """Each blank's hypotheses that the infiller may end with, of `length` words or of every
     length up to `p.max_length` (beam by beam), and its log-prob of each followed by <end>:
     (N, H). `context` is the blanks' `encoded` context."""
@@ -66,12 +75,17 @@ def searched(model: Infiller, context: tuple[Tensor, Tensor], length: int | None
     beams = sweep(model, state, log_probs, length or p.max_length, p.beam)
     ends = [beams[length]] if length else beams[1:]
     fills = [[fill for beam in ends for fill in beam.tokens[b].tolist()] for b in range(n)]
-    ended = torch.stack([beam.score + beam.log_probs.view(n, p.beam, -1)[:, :, END_ID] for beam in ends], 1)  # shape: (N, L, B)
+    ended = torch.stack(
+        [beam.score + beam.log_probs.view(n, p.beam, -1)[:, :, END_ID] for beam in ends], 1
+    )  # shape: (N, L, B)
     return fills, ended.view(n, -1)
 
 
-@register("infill_rerank", role="infiller",
-          description="the candidates of infill and bibs, reranked by S(Y) plus the infiller's log-prob of the fill")
+@register(
+    "infill_rerank",
+    role="infiller",
+    description="the candidates of infill and bibs, reranked by S(Y) plus the infiller's log-prob of the fill",
+)
 @torch.inference_mode()
 def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
     """Pools the fills that each search thinks best (every hypothesis of infill's beams, of
@@ -91,11 +105,15 @@ def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     found, found_lp = searched(model, context, length, p)
     of_bibs = [[fill for fill, _ in ranked] for ranked in mbest(models, blanks, length, p)]
     bibs_rows = [b for b, fills in enumerate(of_bibs) for _ in fills]
-    bibs_lp = log_prob(model, context, bibs_rows, [fill for fills in of_bibs for fill in fills], length).split([len(fills) for fills in of_bibs])
+    bibs_lp = log_prob(model, context, bibs_rows, [fill for fills in of_bibs for fill in fills], length).split(
+        [len(fills) for fills in of_bibs]
+    )
     rows = [b for b in range(n) for _ in range(len(found[b]) + len(of_bibs[b]))]
     flat = [fill for b in range(n) for fill in found[b] + of_bibs[b]]
     bonus = p.length_bonus if length is None else 0.0  # the length rule (length.py)
-    words = torch.tensor([len(fill) for fill in flat], dtype=torch.float32, device=blanks.features.device)  # shape: (R,)
+    words = torch.tensor(
+        [len(fill) for fill in flat], dtype=torch.float32, device=blanks.features.device
+    )  # shape: (R,)
     extra = torch.cat([torch.cat([found_lp[b], bibs_lp[b]]) for b in range(n)]) + bonus * words  # shape: (R,)
     sides = both_ways(models, blanks)
     at = torch.tensor(rows, device=blanks.features.device)  # shape: (R,)
@@ -109,13 +127,17 @@ def infill_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
     return [flat[c] for c in chosen]
 
 
-def log_prob(model: Infiller, context: tuple[Tensor, Tensor], rows: list[int], fills: list[list[int]], length: int | None) -> Tensor:
+def log_prob(
+    model: Infiller, context: tuple[Tensor, Tensor], rows: list[int], fills: list[list[int]], length: int | None
+) -> Tensor:
     """The infiller's log P(fill, <end> | image, left, right) of each fill, fill i of the
     blank in row `rows[i]` of `context` (`encoded`): (R,)."""
     memory, pad = context
     device = memory.device
     at = torch.tensor(rows, device=device)  # shape: (R,)
-    prefix = padded([[min(length or 0, LENGTHS), *fill] for fill in fills]).to(device)  # shape: (R, T); told at most LENGTHS, as in training
+    prefix = padded([[min(length or 0, LENGTHS), *fill] for fill in fills]).to(
+        device
+    )  # shape: (R, T); told at most LENGTHS, as in training
     targets = padded([[*fill, END_ID] for fill in fills]).to(device)  # shape: (R, T)
     log_probs = model.decode(memory[at], pad[at], prefix).gather(2, targets[:, :, None])[:, :, 0]  # shape: (R, T)
     return torch.where(targets != PAD_ID, log_probs, 0.0).sum(1)

@@ -47,7 +47,9 @@ def resolved(p: Fill, tuned: Path) -> Fill:
     if p.length_bonus != "tuned":
         return p
     if not tuned.is_file():
-        raise UserError(f"{tuned}: no such file; fill.length_bonus is tuned, so run `dvc repro length` first (or give it a number)")
+        raise UserError(
+            f"{tuned}: no such file; fill.length_bonus is tuned, so run `dvc repro length` first (or give it a number)"
+        )
     return p.model_copy(update={"length_bonus": float(json.loads(tuned.read_text(encoding="utf-8"))["length_bonus"])})
 
 
@@ -55,7 +57,9 @@ def validation_blanks(prepared: Path, features_path: Path, ratios: Sequence[floa
     """The blanks the rule is tuned on: the captions (`prepared`/captions.parquet) of the
     first `images` (None: all) validation images that have features (the features stage
     skips unreadable ones), cut at every ratio as the test blanks are."""
-    captions = tables.read(prepared / "captions.parquet", ["image_id", "split", "sentence_id", "tokens"], made_by="prepare")
+    captions = tables.read(
+        prepared / "captions.parquet", ["image_id", "split", "sentence_id", "tokens"], made_by="prepare"
+    )
     captions = captions.filter(pc.is_in(captions["image_id"], pa.array(features.stored_ids(features_path))))
     return blank_sets.table(captions, ratios, images, split="val")
 
@@ -82,5 +86,11 @@ def tune(seen: list[bibs.Seen], vocab: Vocab, blank_set: pa.Table, refs: Sequenc
     by_run = evaluate.cider(dict(enumerate(refs)), runs)
     cider = {bonus: sum(by_run[bonus, r] for r in ratios) / len(ratios) for bonus in GRID}
     chosen = max(GRID, key=lambda bonus: (cider[bonus], -bonus))
-    return {"length_bonus": chosen, "CIDEr": cider[chosen], "length_error": errors[chosen], "blanks": len(blank),
-            "cider": cider, "errors": errors}
+    return {
+        "length_bonus": chosen,
+        "CIDEr": cider[chosen],
+        "length_error": errors[chosen],
+        "blanks": len(blank),
+        "cider": cider,
+        "errors": errors,
+    }

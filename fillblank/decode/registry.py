@@ -51,7 +51,9 @@ class Method(Protocol):
 
 
 class Ranker(Protocol):
-    def __call__(self, models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[tuple[list[int], float]]]:
+    def __call__(
+        self, models: Models, blanks: Blanks, length: int | None, p: Fill
+    ) -> list[list[tuple[list[int], float]]]:
         """Like `Method`, but up to `p.m_best` fills per blank, best first, each with its S(Y)."""
 
 
@@ -77,8 +79,14 @@ REGISTRY: dict[str, Entry] = {}
 INFILLER_CODE = BUILT_IN_METHODS.parent / "infill.py"  # the model the infillers' fills come from
 
 
-def register(name: str, *, description: str, role: Role, settings: tuple[Setting, ...] = ("known", "unknown"),
-             ranks: Ranker | None = None) -> Callable[[Method], Method]:
+def register(
+    name: str,
+    *,
+    description: str,
+    role: Role,
+    settings: tuple[Setting, ...] = ("known", "unknown"),
+    ranks: Ranker | None = None,
+) -> Callable[[Method], Method]:
     """Declare the decorated function as the method `name`."""
     if role not in ROLES:
         raise ValueError(f"method {name!r}: role {role!r} is none of {', '.join(ROLES)}")
@@ -87,7 +95,9 @@ def register(name: str, *, description: str, role: Role, settings: tuple[Setting
 
     def add(function: Method) -> Method:
         if name in REGISTRY and REGISTRY[name].fill is not function:
-            raise UserError(f"method {name!r} is declared twice: in {REGISTRY[name].fill.__module__} and in {function.__module__}")
+            raise UserError(
+                f"method {name!r} is declared twice: in {REGISTRY[name].fill.__module__} and in {function.__module__}"
+            )
         REGISTRY[name] = Entry(name, function, tuple(settings), description, role, ranks)
         return function
 
@@ -107,7 +117,11 @@ def declared(function: Method) -> tuple[bool, str, int]:
     """Where a method is declared, the order of `methods()`: the built-ins first, module by
     module, line by line; then the user's files. (Not the order in which modules happened
     to be imported: a test or a user's file may import one before the others.)"""
-    return not function.__module__.startswith("fillblank."), function.__module__, inspect.unwrap(function).__code__.co_firstlineno
+    return (
+        not function.__module__.startswith("fillblank."),
+        function.__module__,
+        inspect.unwrap(function).__code__.co_firstlineno,
+    )
 
 
 def sources(name: str) -> list[Path]:

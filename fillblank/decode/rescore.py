@@ -48,7 +48,9 @@ def hypotheses(this: Side, beams: list[Beam], ranks: int | None = None) -> Hypot
     for beam in beams:
         n, width, _ = beam.tokens.shape
         k = width if ranks is None else ranks
-        rows = (torch.arange(n, device=beam.score.device)[:, None] * width + torch.arange(k, device=beam.score.device)).view(-1)  # shape: (N*k,)
+        rows = (
+            torch.arange(n, device=beam.score.device)[:, None] * width + torch.arange(k, device=beam.score.device)
+        ).view(-1)  # shape: (N*k,)
         blank.append(rows // width)
         fills += beam.tokens[:, :k].reshape(n * k, -1).tolist()
         read.append(this.context[rows // width] + beam.score[:, :k].reshape(-1))
@@ -65,8 +67,12 @@ def scores(sides: tuple[Side, Side], d: int, found: Hypotheses, rows: list[int] 
     return found.own[at] + other_way(sides[d], sides[1 - d], found.blank[at], [found.fills[r] for r in index])
 
 
-def best(sides: tuple[Side, Side], found: tuple[Hypotheses, Hypotheses], bonus: float,
-         start: tuple[list[list[int]], Tensor] | None = None) -> tuple[list[list[int]], Tensor]:
+def best(
+    sides: tuple[Side, Side],
+    found: tuple[Hypotheses, Hypotheses],
+    bonus: float,
+    start: tuple[list[list[int]], Tensor] | None = None,
+) -> tuple[list[list[int]], Tensor]:
     """Each blank's fill (left to right) of highest S(Y) + `bonus` x words among the
     hypotheses `found[d]` of a search reading as `sides[d]` (left to right, then right to
     left) and, if given, `start`'s fills (one a blank, with their S(Y)), and that fill's S(Y): (N,)."""
@@ -85,7 +91,9 @@ def best(sides: tuple[Side, Side], found: tuple[Hypotheses, Hypotheses], bonus: 
                 score.update(zip(mine, scores(sides, d, found[d], [where[c][1] for c in mine]).tolist()))
         return [score[c] + bonus * len(fills[c]) for c in take]
 
-    chosen, best_score = ([[] for _ in range(n)], [-math.inf] * n) if start is None else (list(start[0]), start[1].tolist())
+    chosen, best_score = (
+        ([[] for _ in range(n)], [-math.inf] * n) if start is None else (list(start[0]), start[1].tolist())
+    )
     to_beat = [s + bonus * len(fill) for fill, s in zip(chosen, best_score)]
     for b, c in enumerate(best_first(blank, [x + bonus * len(fill) for x, fill in zip(bound, fills)], value, to_beat)):
         if c is not None:
@@ -93,7 +101,9 @@ def best(sides: tuple[Side, Side], found: tuple[Hypotheses, Hypotheses], bonus: 
     return chosen, torch.tensor(best_score)
 
 
-def best_first(blank: list[int], bound: list[float], value: Callable[[list[int]], list[float]], to_beat: list[float]) -> list[int | None]:
+def best_first(
+    blank: list[int], bound: list[float], value: Callable[[list[int]], list[float]], to_beat: list[float]
+) -> list[int | None]:
     """Each blank's candidate of highest value, or None where none beats `to_beat[b]`.
 
     Candidate c fills blank `blank[c]`; `value(cs)` computes the values of candidates `cs`,

@@ -84,7 +84,9 @@ def start(model: Model, features: Tensor) -> tuple[State, Tensor]:
     return state, log_probs
 
 
-def advance(model: Model, state: State, log_probs: Tensor, sequences: Sequence[Sequence[int]]) -> tuple[State, Tensor, Tensor]:
+def advance(
+    model: Model, state: State, log_probs: Tensor, sequences: Sequence[Sequence[int]]
+) -> tuple[State, Tensor, Tensor]:
     """Feed row i the tokens `sequences[i]`, of any length, scoring each before reading it.
 
     `log_probs` (N, V) is the distribution of each row's next token. Returns the state after
@@ -138,7 +140,13 @@ class Side:
     context: Tensor  # shape: (N,), log-prob of <start> and the context read
 
     def take(self, index: Tensor) -> "Side":
-        return Side(self.models, self.blanks.take(index.tolist()), select(self.state, index), self.log_probs[index], self.context[index])
+        return Side(
+            self.models,
+            self.blanks.take(index.tolist()),
+            select(self.state, index),
+            self.log_probs[index],
+            self.context[index],
+        )
 
 
 def side(models: Models, blanks: Blanks) -> Side:
@@ -152,7 +160,9 @@ def both_ways(models: Models, blanks: Blanks) -> tuple[Side, Side]:
     return side(models, blanks), side(models.mirrored(), blanks.mirrored())
 
 
-def complete(this: Side, other: Side, blank: Tensor, fills: list[list[int]], read: Tensor, state: State, log_probs: Tensor) -> Tensor:
+def complete(
+    this: Side, other: Side, blank: Tensor, fills: list[list[int]], read: Tensor, state: State, log_probs: Tensor
+) -> Tensor:
     """S(Y) of each fill (in `this` side's reading order) of blank `blank[i]`, going on from
     where the two captioners already are rather than from <start>: (R,).
 
@@ -182,7 +192,9 @@ def read_on(sides: tuple[Side, Side], blank: Tensor, fills: list[list[int]]) -> 
     """S(Y) of each fill (left to right) of blank `blank[i]`, each captioner of `both_ways`
     reading on from the context it has read: the forward one the fill, the words after and
     <end>; the backward one the fill, the words before and <end>, backwards: (R,)."""
-    return other_way(sides[1], sides[0], blank, [fill[::-1] for fill in fills]) + other_way(sides[0], sides[1], blank, fills)
+    return other_way(sides[1], sides[0], blank, [fill[::-1] for fill in fills]) + other_way(
+        sides[0], sides[1], blank, fills
+    )
 
 
 Scorer = Callable[[Tensor, Sequence[Sequence[int]]], Tensor]
@@ -194,7 +206,9 @@ def fill_scores(scorer: Scorer, blanks: Blanks, rows: Sequence[int], fills: Sequ
     return scorer(blanks.features[list(rows)], sentences)
 
 
-def best(blanks: Blanks, candidates: list[list[list[int]]], scorer: Scorer, bonus: float = 0.0) -> tuple[list[list[int]], Tensor]:
+def best(
+    blanks: Blanks, candidates: list[list[list[int]]], scorer: Scorer, bonus: float = 0.0
+) -> tuple[list[list[int]], Tensor]:
     """Each blank's candidate fill of the highest `scorer` plus `bonus` per word (the length
     rule, `fillblank.decode.length`), and that sum: (N,).
 

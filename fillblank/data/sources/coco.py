@@ -105,13 +105,15 @@ def karpathy_layout(train: dict, val: dict, year: str) -> dict:
             raws = captions[image["id"]]
             sentids = list(range(sentid, sentid + len(raws)))
             sentid += len(raws)
-            images.append({
-                "filepath": filepath,
-                "filename": image["file_name"],
-                "imgid": len(images),
-                "cocoid": image["id"],
-                "split": split[image["id"]],
-                "sentids": sentids,
-                "sentences": [{"raw": raw, "sentid": i, "imgid": len(images)} for raw, i in zip(raws, sentids)],
-            })
+            images.append(
+                {
+                    "filepath": filepath,
+                    "filename": image["file_name"],
+                    "imgid": len(images),
+                    "cocoid": image["id"],
+                    "split": split[image["id"]],
+                    "sentids": sentids,
+                    "sentences": [{"raw": raw, "sentid": i, "imgid": len(images)} for raw, i in zip(raws, sentids)],
+                }
+            )
     return {"images": images, "dataset": "coco"}

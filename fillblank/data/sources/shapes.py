@@ -343,9 +343,16 @@ def fetch(dest: Path, settings) -> None:
                 {"tokens": words, "raw": " ".join(words).capitalize() + ".", "imgid": imgid, "sentid": sentid}
                 for sentid, words in zip(sentids, captions(things, rng))
             ]
-            entries.append({
-                "filepath": "shapes", "filename": filename, "imgid": imgid, "split": split,
-                "sentids": sentids, "sentences": sentences, "scene": [asdict(t) for t in things],
-            })
+            entries.append(
+                {
+                    "filepath": "shapes",
+                    "filename": filename,
+                    "imgid": imgid,
+                    "split": split,
+                    "sentids": sentids,
+                    "sentences": sentences,
+                    "scene": [asdict(t) for t in things],
+                }
+            )
     text = json.dumps({"images": entries, "dataset": "shapes"})
     (dest / "dataset_shapes.json").write_text(text, encoding="utf-8")

@@ -40,7 +40,12 @@ def split_file(dataset: str, dest: Path, folder: Path | None) -> Path:
                 shutil.copyfileobj(src, dst)
     except (zipfile.BadZipFile, StopIteration):
         raise UserError(f"{archive}: not Karpathy's {CAPTION_DATASETS.name} (no {target.name} inside)") from None
-    except (zlib.error, NotImplementedError, RuntimeError, EOFError) as error:  # corrupt, Deflate64, encrypted, cut short
+    except (
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+        EOFError,
+    ) as error:  # corrupt, Deflate64, encrypted, cut short
         target.unlink(missing_ok=True)
         raise UserError(f"{archive}: {target.name} inside cannot be read ({type(error).__name__}: {error})") from None
     finally:
