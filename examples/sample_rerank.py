@@ -4,17 +4,19 @@ Draws `SAMPLES` fills per blank from the forward captioner, word by word after t
 words, and keeps the one of highest S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I): fb_rerank
 (BiBS paper, URNN-fb-BiRNN) with samples instead of a beam search's hypotheses.
 With the length unknown, each sample also draws its length, uniformly from 1 to
-`p.max_length`, and S(Y) plus `p.length_bonus` per word (the length rule,
-fillblank/decode/length.py) chooses among them.
+`p.max_length`, and S(Y) plus `p.length_bonus` per word chooses among them: the length
+rule of scale `captioners` (fillblank/decode/length.py), whose bonus `p` carries.
 
 To use it, copy this file into the project's `methods/` folder and add `sample_rerank` to
-`fill.methods` in params.yaml; `dvc repro` then fills, scores and tables it like a built-in.
+`fill.methods` in params.yaml; `dvc repro` then fills, scores and tables it like a built-in,
+and `make test` lists its metrics as new.
 """
 
 import torch
 
+from fillblank.decode.models import Models
 from fillblank.decode.registry import register
-from fillblank.decode.step import FIRST_WORD, Blanks, Models, advance, best, bidirectional, start
+from fillblank.decode.step import FIRST_WORD, Blanks, advance, best, bidirectional, start
 from fillblank.params import Fill
 
 SAMPLES = 16  # fills drawn per blank
@@ -24,6 +26,7 @@ SEED = 0  # the same fills on every run
 @register(
     "sample_rerank",
     role="baseline",
+    scale="captioners",
     description="16 fills sampled from the forward captioner, reranked by S(Y) (examples/sample_rerank.py)",
 )
 @torch.inference_mode()

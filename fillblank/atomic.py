@@ -3,7 +3,9 @@ leaves a half-written file under the final name.
 
 The temporary is `.<name>.tmp-<pid>`. A process killed outright (kill -9, a power cut)
 cannot remove its own, so the next write of the same target removes every such leftover
-first; `.gitignore` keeps them out of `git status` meanwhile."""
+first, and `remove_leftovers` (stage source, on every `dvc repro`) those of processes no
+longer running, even when DVC restores the target from its cache instead of writing it.
+`.gitignore` and `.dvcignore` keep them out of `git status` and of DVC's hashes meanwhile."""
 
 import glob
 import os
@@ -11,6 +13,8 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from fillblank.errors import UserError
 
 
 @contextmanager
@@ -32,6 +36,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         _remove(tmp)
+
+
+def check_writable(*paths: str | os.PathLike) -> None:
+    """Stop with one line unless a file can be written beside each of `paths` (its folder made
+    if need be): a stage calls this before its work, so that a read-only or missing folder
+    is found in a second, not after hours."""
+    for path in map(Path, paths):
+        probe = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise UserError(
+                f"{error.filename or path.parent}: cannot write {path.name} there ({error.strerror})"
+            ) from None
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries below `folder` whose process is gone; return them."""
+    removed = []
+    for path in Path(folder).rglob(".*.tmp-*"):
+        pid = path.name.rpartition(".tmp-")[2]
+        if pid.isdigit() and not running(int(pid)):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

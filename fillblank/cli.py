@@ -1,24 +1,29 @@
 """The `fillblank` command: fill the blank in a caption of your own image.
 
     fillblank fill --image photo.jpg --caption "a dog ___ in the snow" [--length 2 | --length auto]
-                   [--method bibs] [--top K] [--dataset shapes] [--models DIR] [--json]
+                   [--method bibs] [--top K] [--dataset shapes | --models DIR] [--json]
     fillblank methods
 
-`fill` uses what the pipeline built for the dataset, found from the current folder (the
-project root): the two captioners `data/models/<ds>/{forward,backward}.pt` and the infiller `infill.pt` (or
-`--models DIR`), the vocabulary `data/prepared/<ds>/vocab.json`, the features file
-`data/features/<ds>.h5`, read only for its provenance so that the photo goes through the
-same backbone, weights and transform as the training images, and the `fill` section of
-`params.yaml` (beam width, sweeps, longest fill), as the pipeline's fill stage uses it.
+`fill` uses what the pipeline built, found from the current folder (the project root): the
+two captioners `data/models/<ds>/{forward,backward}.pt` and the infiller `infiller.pt` (or
+`--models DIR`, whose checkpoints say which dataset they were trained on), the vocabulary
+`data/prepared/<ds>/vocab.json`, the features file `data/features/<ds>.h5`, read only for
+its provenance so that the photo goes through the same backbone, weights and transform as
+the training images, the length rule `data/length/<ds>.json` tuned for these models, and
+the `fill` section of `params.yaml` (beam width, sweeps, longest fill), as the pipeline's
+fill stage uses them. Files of another dataset or of other models are refused.
 
 `--json` prints one object:
 
     {"dataset": "shapes", "method": "bibs", "caption": "a dog ___ in the snow",
      "left": ["a", "dog"], "right": ["in", "the", "snow"], "length": 2 (null: auto),
+     "length_bonus": 1.25 (null with the length given),
      "unknown_words": ["..."],            # read as <unk> by the captioners
-     "fills": [{"fill": ["runs"], "sentence": "a dog runs in the snow", "score": -9.1}, ...]}
+     "fills": [{"fill": ["runs"], "sentence": "a dog runs in the snow", "score": -9.1,
+                "ranked": -7.85}, ...]}
 
-best first; `score` is S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I) of the whole sentence.
+best first by `ranked`: S(Y) + length_bonus x words (S(Y) with the length given), where
+`score` is S(Y) = log P_fwd(Y|I) + log P_bwd(Y|I) of the whole sentence.
 """
 
 import argparse
@@ -34,14 +39,18 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fillblank import decode, features, images, params
+from fillblank import decode, images, params
+from fillblank.backbones import backbone
+from fillblank.checkpoint import read_checkpoint
 from fillblank.data import sources
 from fillblank.data.text import Vocab, normalise
 from fillblank.decode import length as length_rule
 from fillblank.decode import registry
-from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
+from fillblank.decode.models import Models, load_models
+from fillblank.decode.step import Blanks, bidirectional, fill_scores
 from fillblank.errors import UserError, run
-from fillblank.model import load_models
+from fillblank.features import opened
+from fillblank.provenance import file_sha256
 
 BLANK = re.compile(r"_{3,}")  # "___"; a longer run of underscores is the same blank
 
@@ -87,40 +96,66 @@ def read_image(path: Path) -> Image.Image:
 class Inputs:
     """Where the pipeline's outputs for one dataset are."""
 
-    forward: Path
-    backward: Path
+    dataset: str  # the one the captioners were trained on
+    models: Path
     vocab: Path
     features: Path
+    length_rule: Path
 
 
-def locate(dataset: str, models: Path | None, vocab: Path | None, features_file: Path | None) -> Inputs:
-    """The pipeline's files for `dataset`, each overridable; a missing one is one clear line."""
-    models = models or Path("data/models") / dataset
-    inputs = Inputs(
-        models / "forward.pt",
-        models / "backward.pt",
-        vocab or Path("data/prepared") / dataset / "vocab.json",
-        features_file or Path("data/features") / f"{dataset}.h5",
-    )
-    missing = [path.name for path in (inputs.forward, inputs.backward) if not path.is_file()]
+def locate(args: argparse.Namespace) -> Inputs:
+    """The pipeline's files for the dataset of the captioners, each overridable; a missing
+    file, or captioners of another dataset than `--dataset`, is one clear line."""
+    models = args.models or Path("data/models") / (args.dataset or "shapes")
+    missing = [name for name in ("forward.pt", "backward.pt") if not (models / name).is_file()]
     if missing:
         raise UserError(
-            f"no trained models for {dataset} yet ({' and '.join(missing)} missing in {models}): run `dvc repro train` "
-            f"in the project root, or point --models at a folder holding forward.pt and backward.pt"
+            f"no trained models in {models} ({' and '.join(missing)} missing): run `dvc repro train` in the project "
+            f"root, or point --models at a folder holding forward.pt and backward.pt"
         )
+    trained = {
+        name: read_checkpoint(models / f"{name}.pt")["config"].get("dataset") for name in ("forward", "backward")
+    }
+    dataset = trained["forward"]
+    if trained["backward"] != dataset or dataset is None:
+        raise UserError(f"{models}: the captioners were trained on {trained['forward']} and {trained['backward']}")
+    if args.dataset is not None and args.dataset != dataset:
+        raise UserError(f"{models}: the captioners were trained on {dataset}, not {args.dataset}; drop --dataset")
+    inputs = Inputs(
+        dataset,
+        models,
+        args.vocab or Path("data/prepared") / dataset / "vocab.json",
+        args.features or Path("data/features") / f"{dataset}.h5",
+        args.length_rule or length_rule.tuned_path(dataset),
+    )
     for path, stage in ((inputs.vocab, "prepare"), (inputs.features, "features")):
         if not path.is_file():
             raise UserError(f"{path}: no such file: run `dvc repro {stage}` in the project root, or give its path")
     return inputs
 
 
+def rule_of(p: params.Fill, entry: registry.Entry, inputs: Inputs) -> params.Fill:
+    """`p` with the bonus of the method's scale; a tuned one must have been tuned for these models."""
+    chosen = length_rule.for_method(p, entry, inputs.length_rule)
+    if length_rule.check(p)[entry.scale] != "tuned":
+        return chosen
+    tuned_for = json.loads(inputs.length_rule.read_text(encoding="utf-8")).get("models", {})
+    for name in ("forward", "backward", *(["infiller"] if entry.reads_infiller else [])):
+        if tuned_for.get(name) != file_sha256(inputs.models / f"{name}.pt"):
+            raise UserError(
+                f"{inputs.length_rule}: tuned for other models than {inputs.models / name}.pt; give --length-rule "
+                f"the rule tuned for them (their data/length/<dataset>.json), or a number in fill.length_bonus"
+            )
+    return chosen
+
+
 def image_features(image: Image.Image, features_file: Path) -> torch.Tensor:
     """The image's features (1, D) by the backbone, weights and transform recorded in `features_file`."""
-    with features.opened(features_file) as h5:
+    with opened(features_file) as h5:
         recorded = dict(h5.attrs)
     if "backbone" not in recorded or "weights" not in recorded:
         raise UserError(f"{features_file}: records no backbone; re-run `dvc repro features`")
-    net = features.backbone(str(recorded["backbone"]), str(recorded["weights"]))
+    net = backbone(str(recorded["backbone"]), str(recorded["weights"]))
     for key, here in (("weights_sha256", net.weights_sha256), ("transform", repr(net.transform))):
         if recorded.get(key) != here:
             raise UserError(
@@ -132,14 +167,13 @@ def image_features(image: Image.Image, features_file: Path) -> torch.Tensor:
 
 
 def rank(
-    method: str, models: Models, blank: Blanks, length: int | None, p, top: int | None
+    entry: registry.Entry, models: Models, blank: Blanks, length: int | None, p: params.Fill, top: int | None
 ) -> list[tuple[list[int], float]]:
     """Up to `top` fills of the one blank, best first, with their S(Y): those of the method's
     ranker, or its one fill where it has none (`fillblank methods` says which rank). `m_best`
     steers BiBS's search, not only how many fills it returns, so the ranker searches with the
     fill stage's `m_best` (top None: that many fills), and the first fill is the one the fill
     stage writes; only a `top` above it widens the search, whose best may then differ."""
-    entry = registry.methods()[method]
     if entry.ranks is not None:
         return entry.ranks(models, blank, length, p.model_copy(update={"m_best": max(top or 0, p.m_best)}))[0][:top]
     [tokens] = entry.fill(models, blank, length, p)
@@ -150,59 +184,58 @@ def rank(
 def fill(args: argparse.Namespace) -> None:
     caption = parse_caption(args.caption)
     image = read_image(args.image)
-    inputs = locate(args.dataset, args.models, args.vocab, args.features)
+    inputs = locate(args)
+    entry = registry.entry(args.method)
     p = params.load(args.params).fill
-    if args.length is None:  # the method chooses the length, by the rule tuned for this dataset
-        p = length_rule.resolved(p, length_rule.tuned_path(args.dataset))
+    if args.length is None:  # the method chooses the length, by the rule tuned for these models
+        p = rule_of(p, entry, inputs)
     vocab = Vocab.load(inputs.vocab)
     unknown = unknown_words(caption, vocab)
     if unknown:
-        print(f"warning: not in the {args.dataset} vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
+        print(f"warning: not in the {inputs.dataset} vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
     device = decode.device(p.device)
-    models = load_models(
-        inputs.forward.parent, vocab, device, registry.methods()[args.method].reads_infiller, inputs.features
-    )
+    models = load_models(inputs.models, vocab, device, entry.reads_infiller, inputs.features)
     feats = image_features(image, inputs.features).to(device)  # shape: (1, D)
     expected = models.forward.sizes["feature_dim"]
     if feats.shape[1] != expected:
         raise UserError(f"{inputs.features}: gives {feats.shape[1]} features per image, the models read {expected}")
-    blank = Blanks(feats, [vocab.ids(caption.left)], [vocab.ids(caption.right)])
+    blank = Blanks.of_words(feats, [caption.left], [caption.right], vocab)
 
-    ranked = rank(args.method, models, blank, args.length, p, args.top)
-    fills = [
-        {"fill": words, "sentence": " ".join(caption.left + words + caption.right), "score": score}
-        for words, score in ((vocab.decode(tokens), score) for tokens, score in ranked)
-    ]
+    ranks = args.length is None and entry.ranks is not None  # a list ordered by S(Y) + bonus x words
+    per_word = p.length_bonus if ranks else 0.0
+    fills = []
+    for tokens, score in rank(entry, models, blank, args.length, p, args.top):
+        words = vocab.decode(tokens)
+        sentence = " ".join(caption.left + words + caption.right)
+        fills.append({"fill": words, "sentence": sentence, "score": score, "ranked": score + per_word * len(words)})
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "dataset": args.dataset,
-                    "method": args.method,
-                    "caption": args.caption,
-                    "left": caption.left,
-                    "right": caption.right,
-                    "length": args.length,
-                    "unknown_words": unknown,
-                    "fills": fills,
-                }
-            )
-        )
+        shown = {"dataset": inputs.dataset, "method": args.method, "caption": args.caption, "left": caption.left}
+        shown |= {
+            "right": caption.right,
+            "length": args.length,
+            "length_bonus": None if args.length else p.length_bonus,
+        }
+        print(json.dumps(shown | {"unknown_words": unknown, "fills": fills}))
         return
+    if args.length is not None:
+        order = "score: S(Y), higher is better"
+    elif ranks:
+        order = f"ranked by S(Y) + {p.length_bonus:g} x words, then S(Y); higher is better"
+    else:
+        order = f"score: S(Y); the length chosen by scale {entry.scale} with {p.length_bonus:g} nats a word"
     length = "length auto" if args.length is None else f"length {args.length}"
-    print(
-        f"{' '.join(caption.left + ['___'] + caption.right)}   ({args.method}, {length}; score: S(Y), higher is better)"
-    )
-    for i, entry in enumerate(fills, 1):
-        marked = " ".join(caption.left + ["[" + " ".join(entry["fill"]) + "]"] + caption.right)
-        print(f"{i:>2}. {entry['score']:9.3f}  {marked}")
+    print(f"{' '.join(caption.left + ['___'] + caption.right)}   ({args.method}, {inputs.dataset}, {length}; {order})")
+    for i, shown in enumerate(fills, 1):
+        marked = " ".join(caption.left + ["[" + " ".join(shown["fill"]) + "]"] + caption.right)
+        ranked = f"{shown['ranked']:9.3f}  " if ranks else ""
+        print(f"{i:>2}. {ranked}{shown['score']:9.3f}  {marked}")
 
 
 def methods(args: argparse.Namespace) -> None:
     for name, entry in registry.methods().items():
         settings = " and ".join(entry.settings)
         ranks = "; ranks --top fills" if entry.ranks else ""
-        print(f"{name:<13} {entry.description} ({entry.role}; {settings} length{ranks})")
+        print(f"{name:<13} {entry.description} ({entry.role}; scale {entry.scale}; {settings} length{ranks})")
 
 
 def length(text: str) -> int | None:
@@ -260,13 +293,25 @@ def parser() -> argparse.ArgumentParser:
         help="how many fills to print, best first (default: fill.m_best, as the fill stage searches); methods that rank "
         "(see `fillblank methods`) give several, the others one; above fill.m_best it widens BiBS's search",
     )
-    option("--dataset", choices=sources.NAMES, default="shapes", help="whose captioners to use (default: shapes)")
+    option(
+        "--dataset",
+        choices=sources.NAMES,
+        default=None,
+        help="whose models to use (default: shapes; with --models, the dataset their checkpoints name)",
+    )
     option(
         "--models",
         type=Path,
         default=None,
         metavar="DIR",
         help="folder holding forward.pt and backward.pt (default: data/models/<dataset>)",
+    )
+    option(
+        "--length-rule",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the length rule tuned for these models, read with --length auto (default: data/length/<dataset>.json)",
     )
     option(
         "--vocab",

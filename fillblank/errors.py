@@ -2,7 +2,8 @@
 
 Library code raises `UserError` for anything the user can fix (a bad path, a bad
 parameter, a malformed input file). Entry points wrap `main` in `run`, which prints the
-message as `error: ...` on stderr. Bugs still raise normally, with their traceback.
+message as `error: ...` on stderr, and does the same for what the system refuses (`OSError`:
+a read-only folder, a full disk), naming the path. Bugs still raise normally, with their traceback.
 """
 
 import sys
@@ -14,12 +15,23 @@ class UserError(Exception):
 
 
 def run(main: Callable[[], object]) -> None:
-    """Call `main`, turning a `UserError` or Ctrl-C into one line and a non-zero exit."""
+    """Call `main`, turning a `UserError`, an `OSError` or Ctrl-C into one line and a non-zero exit."""
     try:
         main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:
+        print(f"error: {system_error(error)}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def system_error(error: OSError) -> str:
+    """What the system refused, and where: "data/fills/shapes: Permission denied"."""
+    if error.strerror is None:  # pyarrow's and h5py's carry the path and the reason in their text
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    paths = " -> ".join(str(path) for path in (error.filename, error.filename2) if path)
+    return f"{paths}: {error.strerror}" if paths else error.strerror

@@ -25,8 +25,8 @@ laid out as `metrics/<dataset>.json`:
     length_error   mean |chosen length - removed length| (unknown length only)
     search_error   share of blanks where the method's S(Y) is below that of the oracle
                    (`exact`, the exhaustive search; only where it ran, and not for itself);
-                   with the length unknown, S(Y) + length bonus x words, which the methods
-                   and the oracle maximise there (fillblank/decode/length.py)
+                   with the length unknown, S(Y) + the oracle's length bonus x words, which
+                   the oracle maximises there (fillblank/decode/length.py)
 
 Ratios are keys such as "0.25"; methods come in the order given to `read_fills`. Values
 are rounded to 6 decimals, so that equal runs give byte-equal files.
@@ -55,6 +55,7 @@ from tqdm import tqdm
 
 from fillblank import tables
 from fillblank.decode import registry
+from fillblank.decode.step import SLACK
 from fillblank.errors import UserError
 
 COCO_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
@@ -64,10 +65,6 @@ LOWER_IS_BETTER = ("length_error", "search_error")
 FILL_COLUMNS = ("blank_id", "setting", "fill", "sentence", "score", "length", "seconds")
 BLANK_COLUMNS = ("blank_id", "image_id", "sentence_id", "ratio", "left", "blank", "right")
 CAPTION_COLUMNS = ("image_id", "filename", "raw", "tokens")
-
-# The same sentence scored in a batch of another size can differ in the last bits of a
-# float32; a search error is a worse sentence, not that.
-SCORE_SLACK = 1e-4
 
 JAVA_MISSING = (
     "pycocoevalcap needs Java (its PTB tokenizer and METEOR are Java programs) and `java` is not "
@@ -154,7 +151,7 @@ def read_fills(folder: Path, methods: Sequence[str], blanks: pd.DataFrame) -> pd
     for method in methods:
         path = Path(folder) / f"{method}.parquet"
         fills = read_table(path, FILL_COLUMNS)
-        check_fills(fills, blanks, path, registry.methods()[method].settings)
+        check_fills(fills, blanks, path, registry.entry(method).settings)
         frames.append(fills.assign(method=method))
     return pd.concat(frames, ignore_index=True)
 
@@ -235,9 +232,12 @@ def references(captions: pd.DataFrame) -> pd.Series:
     return captions.groupby("image_id")["tokens"].agg(lambda rows: [" ".join(c) for c in rows])
 
 
-def evaluate(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFrame, length_bonus: float = 0.0) -> dict:
+def evaluate(
+    fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFrame, bonuses: Mapping[str, float] | None = None
+) -> dict:
     """The metrics of the module docstring, from `read_fills`, the blank set and the captions;
-    `length_bonus` is the length rule's, which the search error counts with the length unknown."""
+    `bonuses` are the length rule's by scale (`length.bonuses`): the search error counts the
+    oracle's with the length unknown."""
     refs_of_image = references(captions)
     if orphans := set(blanks["image_id"]) - set(refs_of_image.index):
         raise UserError(
@@ -250,16 +250,17 @@ def evaluate(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFrame, 
         )
     refs = dict(zip(blanks["blank_id"], refs_of_image.loc[blanks["image_id"]]))
 
+    methods = list(dict.fromkeys(fills["method"]))
+    oracle = next((m for m in methods if registry.entry(m).role == "oracle"), None)
+    bonus = (bonuses or {}).get(registry.entry(oracle).scale, 0.0) if oracle else 0.0
     rows = fills.merge(blanks[["blank_id", "ratio", "blank"]], on="blank_id")
     rows["ranked"] = (
-        rows["score"] + (rows["setting"] == "unknown") * length_bonus * rows["length"]
-    )  # what the search maximised
-    methods = list(dict.fromkeys(fills["method"]))
+        rows["score"] + (rows["setting"] == "unknown") * bonus * rows["length"]
+    )  # what the oracle maximised
     groups = dict(list(rows.groupby(["setting", "method", "ratio"])))
     in_order = sorted(groups, key=lambda key: (SETTINGS.index(key[0]), methods.index(key[1]), key[2]))
     groups = {key: groups[key] for key in in_order}
     coco = score(refs, {key: dict(zip(group["blank_id"], group["sentence"])) for key, group in groups.items()})
-    oracle = next((m for m in methods if registry.methods()[m].role == "oracle"), None)
     best = rows[rows["method"] == oracle].set_index(["setting", "blank_id"])["ranked"]
 
     metrics: dict = {}
@@ -272,7 +273,8 @@ def evaluate(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFrame, 
             values["length_error"] = (group["length"] - group["blank"].map(len)).abs().mean()
         if method != oracle and setting in best.index.get_level_values("setting"):
             exact = best.loc[setting].loc[group["blank_id"]].to_numpy()
-            values["search_error"] = (group["ranked"].to_numpy() < exact - SCORE_SLACK).mean()
+            # SLACK: a sentence scored in another batch differs in the last bits, and that is no search error
+            values["search_error"] = (group["ranked"].to_numpy() < exact - SLACK).mean()
         metrics.setdefault(setting, {}).setdefault(method, {})[f"{ratio:g}"] = {
             name: round(float(value), 6) for name, value in values.items()
         }

@@ -6,22 +6,13 @@ key. Values have no defaults here: `params.yaml` is the one place they live, and
 tracks them key by key from there.
 """
 
-import ast
-from collections import Counter
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from fillblank.errors import UserError
-
-Dataset = Literal["shapes", "flickr8k", "flickr30k", "coco"]
-
-# Where methods are declared (fillblank/decode/registry.py): the package's own, and the
-# project's folder of methods from outside the package.
-BUILT_IN_METHODS = Path(__file__).parent / "decode"
-USER_METHODS = Path("methods")
 
 
 class Section(BaseModel):
@@ -41,12 +32,17 @@ class ShapesSource(Section):
 class Sources(Section):
     """Where each dataset comes from: `shapes` is generated from its settings; the others
     are downloaded from their official locations when `null`, or copied from a local folder
-    holding the same files the official download gives."""
+    holding the same files the official download gives. A field here declares a dataset;
+    its `fetch` lives in `fillblank/data/sources/<name>.py`."""
 
     shapes: ShapesSource
     flickr8k: str | None
     flickr30k: str | None
     coco: str | None
+
+
+DATASETS: tuple[str, ...] = tuple(Sources.model_fields)
+Dataset = Literal[DATASETS]
 
 
 class Prepare(Section):
@@ -70,9 +66,8 @@ class TrainSettings(Section):
 
 
 def overrides(settings: type[Section]) -> type[Section]:
-    """Per dataset, the keys of `settings` whose values differ, each optional. Every dataset
-    has an entry, `{}` when it keeps the defaults: dvc.yaml lists `<section>.overrides.<dataset>`
-    under that dataset's stages, and DVC refuses a missing key."""
+    """Per dataset, the keys of `settings` whose values differ, each optional; a dataset
+    that keeps the defaults needs no entry."""
     optional = {
         name: ((Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation) | None, None)
         for name, field in settings.model_fields.items()
@@ -81,7 +76,7 @@ def overrides(settings: type[Section]) -> type[Section]:
     return create_model(
         settings.__name__.replace("Settings", "Overrides"),
         __base__=Section,
-        **{dataset: (override, ...) for dataset in get_args(Dataset)},
+        **{dataset: (override, override()) for dataset in DATASETS},
     )
 
 
@@ -91,8 +86,8 @@ def for_dataset(section: Section, settings: type[Section], dataset: str) -> Sect
     return settings(**defaults | getattr(section.overrides, dataset).model_dump(exclude_none=True))
 
 
-class Train(TrainSettings):
-    """The seed's settings, and per dataset the ones that differ from them."""
+class TrainSection(TrainSettings):
+    """Section `train`: the seed's settings, and per dataset the ones that differ from them."""
 
     overrides: overrides(TrainSettings)
 
@@ -101,8 +96,8 @@ class Train(TrainSettings):
         return for_dataset(self, TrainSettings, dataset)
 
 
-class InfillSettings(Section):
-    """How the context encoder for captions is built and trained (fillblank/infill.py)."""
+class InfillerSettings(Section):
+    """How the context encoder for captions is built and trained (fillblank/infiller.py)."""
 
     seed: int
     width: int = Field(ge=1)  # d_model: every token's vector
@@ -118,22 +113,22 @@ class InfillSettings(Section):
     patience: int = Field(ge=1)  # epochs without a better validation loss of the blank words before stopping
 
 
-class Infill(InfillSettings):
-    """The infiller's settings, and per dataset the ones that differ from them."""
+class InfillerSection(InfillerSettings):
+    """Section `infiller`: its settings, and per dataset the ones that differ from them."""
 
-    overrides: overrides(InfillSettings)
+    overrides: overrides(InfillerSettings)
 
-    def settings(self, dataset: str) -> InfillSettings:
+    def settings(self, dataset: str) -> InfillerSettings:
         """The settings that train the infiller of `dataset`."""
-        return for_dataset(self, InfillSettings, dataset)
+        return for_dataset(self, InfillerSettings, dataset)
 
 
 class Report(Section):
     examples: int = Field(ge=1)  # blanks shown in reports/<dataset>/examples.html
 
 
-class Blanks(Section):
-    """The blank sets (fillblank/blanks.py): each test caption is cut once per ratio."""
+class BlankSettings(Section):
+    """Section `blanks`: the blank sets (fillblank/blanks.py): each test caption is cut once per ratio."""
 
     ratios: list[Annotated[float, Field(gt=0, lt=1)]] = Field(min_length=1)
     # The first N test images only (a quick run); null: all. Two at least: CIDEr weighs an
@@ -149,60 +144,24 @@ class Blanks(Section):
         return ratios
 
 
+Bonus = float | Literal["tuned"]
+
+
 class Fill(Section):
     """How the blanks are filled (fillblank/decode)."""
 
-    methods: list[str] = Field(min_length=1)  # one fill stage each; names declared in fillblank.decode.registry
+    methods: list[str] = Field(min_length=1)  # one fill stage each; stage source checks them against the registry
     beam: int = Field(ge=1)  # hypotheses kept per blank by every beam search
     sweeps: int = Field(ge=0)  # BiBS sweeps after the first forward beam search, at most
-    m_best: int = Field(
-        ge=1
-    )  # BiBS: each sweep's best fills scored by S(Y), and fills returned (the stage writes the first)
+    m_best: int = Field(ge=1)  # BiBS: each sweep's best fills scored by S(Y), and fills returned per blank
     max_length: int = Field(ge=1)  # longest fill considered when the length is unknown
     batch: int = Field(ge=1)  # blanks decoded together
     exact_max_rows: int = Field(ge=1)  # prefixes per blank that exact search keeps before giving up proof
     device: Literal["auto", "cpu", "cuda"]  # where the models decode (fillblank.decode.device)
-    length_bonus: float | Literal["tuned"]  # nats per word when lengths compete (fillblank/decode/length.py)
+    # Nats per word when lengths compete (fillblank/decode/length.py): one number or `tuned` for every scoring
+    # scale, or a mapping from scale to either; stage source checks the scales' names against the registry.
+    length_bonus: Bonus | dict[str, Bonus]
     tune_images: int | None = Field(ge=1)  # val images whose captions tune length_bonus; None: all
-
-    @field_validator("methods")
-    @classmethod
-    def declared(cls, names: list[str]) -> list[str]:
-        if set(names) <= declared_once():
-            return names
-        from fillblank.decode.registry import methods  # torch, and the user's methods/, only for a name not read
-
-        known = methods()
-        if unknown := [name for name in names if name not in known]:
-            raise ValueError(
-                f"no method {unknown[0]!r}; the methods are {', '.join(known)} (user methods go in methods/*.py)"
-            )
-        return names
-
-
-def declared_once() -> set[str]:
-    """The names of the `@register("name", ...)` decorators in fillblank/decode/*.py and
-    methods/*.py that are declared once, read from the source, not imported: importing them
-    loads torch, three seconds of start-up in every stage that reads params, and most stages
-    never decode. This only ever accepts; a name it misses (a file that registers in a loop,
-    or does not parse) or reads twice (a user's method under a built-in's name) goes to the
-    registry itself, which names the methods or shows the error."""
-    files = [*BUILT_IN_METHODS.glob("*.py"), *(USER_METHODS.glob("*.py") if USER_METHODS.is_dir() else [])]
-    names = Counter()
-    for path in files:
-        try:
-            tree = ast.parse(path.read_bytes())
-        except (SyntaxError, ValueError):
-            continue
-        for function in (node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)):
-            for call in (
-                d
-                for d in function.decorator_list
-                if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register"
-            ):
-                if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
-                    names[call.args[0].value] += 1
-    return {name for name, count in names.items() if count == 1}
 
 
 class Features(Section):
@@ -220,10 +179,10 @@ class Params(Section):
     sources: Sources
     prepare: Prepare
     features: Features
-    train: Train
-    infill: Infill
+    train: TrainSection
+    infiller: InfillerSection
     report: Report
-    blanks: Blanks
+    blanks: BlankSettings
     fill: Fill
 
 
@@ -234,12 +193,22 @@ def load(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no such file (run from the project root)") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: {yaml_problem(error)}") from None
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
         raise UserError(f"{path}: {describe(error)}") from None
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong with a YAML file, and where: "not valid YAML at line 98, column 11: ..."."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"not valid YAML{where}: {problem}"
 
 
 def describe(error: ValidationError) -> str:

@@ -21,7 +21,7 @@ import html
 import io
 import zipfile
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pandas as pd
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
@@ -32,6 +32,7 @@ from fillblank import images
 from fillblank.decode.registry import with_role
 from fillblank.errors import UserError
 from fillblank.evaluate import COCO_METRICS, LOWER_IS_BETTER, SETTINGS
+from fillblank.extract import base_name, member_index
 
 TABLE_METRICS = (
     "CIDEr",
@@ -223,20 +224,16 @@ def pick_examples(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFr
 
 
 def thumbnails(folder: Path, filenames: Iterable[str]) -> dict[str, str]:
-    """`{filename: data URI}` of JPEG thumbnails, each image found by the base name of its
-    `filename` in the zip archives of `folder` (the raw layout of every dataset)."""
-    wanted = {PurePosixPath(name).name: name for name in filenames}
+    """`{filename: data URI}` of JPEG thumbnails, each image found in the zip archives of
+    `folder` (the raw layout of every dataset) as the features stage finds it."""
+    wanted = {base_name(name): name for name in filenames}
+    where = member_index(sorted(Path(folder).glob("*.zip")), set(wanted))
+    if missing := sorted(wanted.keys() - where.keys()):
+        raise UserError(f"{folder}: no image {missing[0]} in its zip archives ({len(missing)} missing)")
     uris = {}
-    for archive in sorted(Path(folder).glob("*.zip")):
+    for base, (archive, member) in where.items():
         with zipfile.ZipFile(archive) as zipped:
-            for member in zipped.namelist():
-                base = PurePosixPath(member).name
-                if base in wanted and wanted[base] not in uris:
-                    uris[wanted[base]] = data_uri(zipped.read(member), f"{archive}:{member}")
-    if missing := sorted(set(wanted.values()) - uris.keys()):
-        raise UserError(
-            f"{folder}: no image {PurePosixPath(missing[0]).name} in its zip archives ({len(missing)} missing)"
-        )
+            uris[wanted[base]] = data_uri(zipped.read(member), f"{archive}:{member}")
     return uris
 
 

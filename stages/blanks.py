@@ -45,7 +45,8 @@ def main() -> None:
         pq.write_table(table, tmp)
     lengths = pc.list_value_length(table["blank"]).to_pylist()
     print(
-        f"{args.dataset}: {table.num_rows} blanks ({table.num_rows // len(ratios)} test captions x {len(ratios)} ratios), "
+        f"{args.dataset}: {table.num_rows} blanks "
+        f"({table.num_rows // len(ratios)} test captions x {len(ratios)} ratios), "
         f"{sum(lengths) / len(lengths):.2f} words each on average, at most {max(lengths)}; written to {out}; "
         f"{left_out} test captions of skipped images left out"
     )

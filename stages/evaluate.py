@@ -39,8 +39,8 @@ def main() -> None:
 
     fills, blanks, captions = read_results(Path("."), name, params.fill.methods)
     print(f"{name}: scoring {', '.join(params.fill.methods)} on {len(blanks)} blanks")
-    bonus = length.resolved(params.fill, length.tuned_path(name)).length_bonus  # the search error counts it
-    metrics = evaluate(fills, blanks, captions, bonus) | {
+    bonuses = length.bonuses(params.fill, length.tuned_path(name))  # the search error counts the oracle's
+    metrics = evaluate(fills, blanks, captions, bonuses) | {
         "provenance": read_provenance(Path("data/fills") / name, params.fill.methods)
     }
 

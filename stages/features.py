@@ -1,17 +1,20 @@
-"""Stage features@<dataset>: CNN features of the dataset's images (see fillblank/features.py).
+"""Stage features@<dataset>: CNN features of the dataset's images (fillblank/extract.py).
 
-Reads the images listed in data/prepared/<dataset>/captions.parquet from the zips in
-data/raw/<dataset>/images/; writes data/features/<dataset>.h5 and, beside it, the list of
-images that could not be read, <dataset>.skipped.json.
+Reads the images listed in data/prepared/<dataset>/images.parquet from the zips in
+data/raw/<dataset>/images/; writes data/features/<dataset>.h5 (layout: fillblank/features.py)
+and, beside it, the list of images that could not be read, <dataset>.skipped.json.
 """
 
 import argparse
 from pathlib import Path
 
-from fillblank import features, tables
 from fillblank import params as params_module
+from fillblank import tables
+from fillblank.atomic import check_writable
+from fillblank.backbones import backbone
 from fillblank.data import sources
 from fillblank.errors import UserError, run
+from fillblank.extract import extract
 
 
 def main() -> None:
@@ -23,24 +26,19 @@ def main() -> None:
     args = parser.parse_args()
     settings = params_module.load().features
     raw = args.raw or Path("data/raw") / args.dataset
-    captions = (args.prepared or Path("data/prepared") / args.dataset) / "captions.parquet"
+    listed = (args.prepared or Path("data/prepared") / args.dataset) / "images.parquet"
+    out, report = args.out / f"{args.dataset}.h5", args.out / f"{args.dataset}.skipped.json"
 
-    table = tables.read(captions, ["image_id", "filename"], made_by="prepare")
-    images = set(zip(table["image_id"].to_pylist(), table["filename"].to_pylist()))
+    table = tables.read(listed, ["image_id", "filename"], made_by="prepare")
+    images = list(zip(table["image_id"].to_pylist(), table["filename"].to_pylist(), strict=True))
     archives = sorted((raw / "images").glob("*.zip"))
     if not archives:
         raise UserError(f"{raw / 'images'}: no image zips (run `dvc repro download@{args.dataset}` first)")
+    check_writable(out, report)
 
-    net = features.backbone(settings.backbone, settings.weights)
-    written, skipped = features.extract(
-        sorted(images),
-        archives,
-        args.out / f"{args.dataset}.h5",
-        args.out / f"{args.dataset}.skipped.json",
-        net,
-        settings.batch_size,
-        settings.workers,
-        settings.max_skipped,
+    net = backbone(settings.backbone, settings.weights)
+    written, skipped = extract(
+        images, archives, out, report, net, settings.batch_size, settings.workers, settings.max_skipped
     )
     print(f"{args.dataset}: {written} images x {net.dim} features ({net.name}, {net.weights}); {skipped} skipped")
 

@@ -1,12 +1,13 @@
 """Stage fill@<dataset>-<method>: fill every blank of the blank set with one method.
 
 Reads the two captioners data/models/<dataset>/{forward,backward}.pt and, for a method
-that reads it (an `infiller`, fillblank/decode/registry.py), the infiller infill.pt beside
-them, the vocabulary data/prepared/<dataset>/vocab.json, the image features data/features/<dataset>.h5 and
-the blank set data/blanks/<dataset>.parquet, and the length rule's tuned bonus
-data/length/<dataset>.json when `fill.length_bonus` is `tuned`. Writes data/fills/<dataset>/<method>.parquet
-(layout: fillblank/decode/__init__.py): each blank filled with its length given, then
-with its length unknown (`bibs_unknown`: unknown only).
+that reads it (an `infiller`, fillblank/decode/registry.py), the infiller infiller.pt beside
+them, the vocabulary data/prepared/<dataset>/vocab.json, the image features
+data/features/<dataset>.h5, the blank set data/blanks/<dataset>.parquet, and the length
+rule's tuned bonuses data/length/<dataset>.json when `fill.length_bonus` is `tuned` for the
+method's scale. Writes data/fills/<dataset>/<method>.parquet (layout:
+fillblank/decode/__init__.py): each blank filled with its length given, then with its
+length unknown (`bibs_unknown`: unknown only).
 
 The models decode on `fill.device`. Under `torchrun --nproc_per_node N -m stages.fill
 <dataset> <method>` each process fills a share of the batches (on its own GPU, if any),
@@ -20,25 +21,25 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fillblank import decode, distributed, tables
-from fillblank import features as image_features
 from fillblank import params as params_module
-from fillblank.atomic import atomic_path
+from fillblank.atomic import atomic_path, check_writable
 from fillblank.data import sources
 from fillblank.data.text import Vocab
 from fillblank.decode import length, registry
-from fillblank.errors import UserError, run
-from fillblank.model import load_models
+from fillblank.decode.models import load_models
+from fillblank.errors import run
+from fillblank.features import read_features
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sources.NAMES)
-    parser.add_argument("method", choices=registry.methods())
+    parser.add_argument("method")
     parser.add_argument(
         "--models",
         type=Path,
         default=None,
-        help="folder of forward.pt, backward.pt and infill.pt; default: data/models/<dataset>",
+        help="folder of forward.pt, backward.pt and infiller.pt; default: data/models/<dataset>",
     )
     parser.add_argument("--vocab", type=Path, default=None, help="default: data/prepared/<dataset>/vocab.json")
     parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
@@ -48,23 +49,21 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="default: data/fills/<dataset>/<method>.parquet")
     args = parser.parse_args()
-    p = length.resolved(params_module.load().fill, args.length or length.tuned_path(args.dataset))
-    models_dir = args.models or Path("data/models") / args.dataset
-    vocab_path = args.vocab or Path("data/prepared") / args.dataset / "vocab.json"
+    entry = registry.entry(args.method)
+    p = length.for_method(params_module.load().fill, entry, args.length or length.tuned_path(args.dataset))
     out = args.out or Path("data/fills") / args.dataset / f"{args.method}.parquet"
+    vocab = Vocab.load(args.vocab or Path("data/prepared") / args.dataset / "vocab.json")
+    check_writable(out)  # before the decoding, not after
 
-    if not vocab_path.is_file():
-        raise UserError(f"{vocab_path}: no such file (run the prepare stage first)")
-    vocab = Vocab.load(vocab_path)
     with distributed.group():
         device = decode.device(p.device)
-        models = load_models(models_dir, vocab, device, infiller=registry.methods()[args.method].reads_infiller)
+        models = load_models(args.models or Path("data/models") / args.dataset, vocab, device, entry.reads_infiller)
         table = tables.read(
             args.blanks or Path("data/blanks") / f"{args.dataset}.parquet",
             ["blank_id", "image_id", "left", "blank", "right"],
             made_by="blanks",
         )
-        features = image_features.read(
+        features = read_features(
             args.features or Path("data/features") / f"{args.dataset}.h5", table["image_id"].to_numpy()
         )
         trained_on = {name: model.config.get("provenance") for name, model in vars(models).items() if model is not None}
@@ -73,7 +72,7 @@ def main() -> None:
             return
 
     removed = pc.mean(pc.list_value_length(table["blank"])).as_py()
-    for setting in registry.methods()[args.method].settings:
+    for setting in entry.settings:
         rows = filled.filter(pc.equal(filled["setting"], setting))
         lengths = f", length {pc.mean(rows['length']).as_py():.2f} (removed: {removed:.2f})"
         print(

@@ -1,10 +1,13 @@
 """Stage prepare@<dataset>: captions to tokens, and the vocabulary of the train split.
 
 Writes data/prepared/<dataset>/vocab.json (see fillblank/data/text.py),
-captions.parquet (see fillblank/data/karpathy.py) and dropped.json, the images and
+captions.parquet (see fillblank/data/karpathy.py), images.parquet (the images to extract
+features of, `image_id` and `filename` sorted by id: what stage features reads, so that
+editing a caption's text leaves the features alone) and dropped.json, the images and
 captions left out (`{"captions": N, "dropped": [{"image_id", "filename", "sentence_id",
-"reason"}, ...]}`): all three or none. More than `prepare.max_dropped` of the captions
-dropped stops the stage, naming the first few.
+"reason"}, ...]}`): all four or none. More than `prepare.max_dropped` of the captions
+dropped stops the stage, naming the first few; so does an empty split, which a later
+stage would find only after hours (train and val train the models, test is blanked).
 """
 
 import argparse
@@ -20,6 +23,13 @@ from fillblank.atomic import atomic_path
 from fillblank.data import karpathy, sources
 from fillblank.data.text import Vocab
 from fillblank.errors import UserError, run
+
+# Every split a later stage needs, and what for.
+SPLITS = {
+    "train": "the vocabulary and the models are learnt from it",
+    "val": "training stops early on it, and the length rule is tuned on it",
+    "test": "the blank sets are cut from it",
+}
 
 
 def main() -> None:
@@ -41,19 +51,22 @@ def main() -> None:
             f"{params.prepare.max_dropped:.1%}): {first}"
         )
     splits = Counter(captions["split"].to_pylist())
-    train = captions.filter(pc.equal(captions["split"], "train"))["tokens"].to_pylist()
-    if not train:
-        raise UserError(f"{raw}: no captions in the train split; the vocabulary needs some")
-    vocab = Vocab.build(train, params.prepare.min_count)
+    if empty := [split for split in SPLITS if not splits[split]]:
+        raise UserError(f"{raw}: no captions in the {' and '.join(empty)} split; {SPLITS[empty[0]]}")
+    vocab = Vocab.build(
+        captions.filter(pc.equal(captions["split"], "train"))["tokens"].to_pylist(), params.prepare.min_count
+    )
+    images = captions.group_by(["image_id", "filename"]).aggregate([]).sort_by("image_id")
 
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         vocab.save(tmp / "vocab.json")
         pq.write_table(captions, tmp / "captions.parquet")
+        pq.write_table(images, tmp / "images.parquet")
         (tmp / "dropped.json").write_text(
             json.dumps({"captions": captions.num_rows, "dropped": dropped}, indent=1) + "\n", encoding="utf-8"
         )
-    counts = ", ".join(f"{splits[s]} {s}" for s in ("train", "val", "test"))
+    counts = ", ".join(f"{splits[split]} {split}" for split in SPLITS)
     print(
         f"{args.dataset}: {len(vocab)} words (min_count {params.prepare.min_count}); captions: {counts}; "
         f"dropped: {len(dropped)} (listed in {out / 'dropped.json'})"

@@ -1,10 +1,13 @@
 """Stage source@<dataset>: check params.yaml, and record what the dataset's source holds.
 
-DVC runs this stage on every `dvc repro` (`always_changed` in dvc.yaml), for two things
-that no cached stage would otherwise notice:
+DVC runs this stage first on every `dvc repro` (`always_changed` in dvc.yaml), for what
+no cached stage would otherwise notice:
 
-- A misspelt or unknown key anywhere in params.yaml (`fill.beem: 3`, `datasets: [flickr9k]`)
-  stops the run with one line naming it, even when every other stage is cached.
+- A misspelt or unknown key anywhere in params.yaml (`fill.beem: 3`, `datasets: [flickr9k]`),
+  a method of `fill.methods` or a scale of `fill.length_bonus` that is not declared
+  (fillblank/decode/registry.py), stops the run with one line naming it, even when every
+  other stage is cached.
+- The temporary files of runs that were killed (fillblank/atomic.py) are removed from data/.
 - A local source folder (`sources.<dataset>`) is a real dependency: this stage writes
   data/sources/<dataset>.json, every file below the folder (through symlinked folders, as
   the sources read them) with its size and modification time, and download@<dataset>
@@ -20,8 +23,9 @@ import json
 from pathlib import Path
 
 from fillblank import params as params_module
-from fillblank.atomic import write_text
+from fillblank.atomic import remove_leftovers, write_text
 from fillblank.data.download import files_below, local_folder
+from fillblank.decode import length, registry
 from fillblank.errors import UserError, run
 
 
@@ -43,6 +47,10 @@ def main() -> None:
     params = params_module.load()
     if args.dataset not in params.datasets:
         raise UserError(f"{args.dataset}: not among the datasets in params.yaml ({', '.join(params.datasets)})")
+    registry.check(params.fill.methods)
+    length.check(params.fill)
+    for path in remove_leftovers("data"):
+        print(f"removed {path}, left by an interrupted run")
     source = getattr(params.sources, args.dataset)
     record = manifest(args.dataset, source.model_dump() if hasattr(source, "model_dump") else source)
     write_text(args.out or Path("data/sources") / f"{args.dataset}.json", json.dumps(record, indent=1) + "\n")

@@ -1,12 +1,12 @@
-"""Stages train@<dataset>-<direction> and train_infill@<dataset>: fit one model and record how its training went.
+"""Stages train@<dataset>-<direction> and train_infiller@<dataset>: fit one model and record how its training went.
 
-The model is the forward or the backward captioner (fillblank/model.py, settings `train`),
-or, for direction `infill`, the context encoder for captions (fillblank/infill.py,
-settings `infill`); both go through the one loop of fillblank/train.py.
+The model is the forward or the backward captioner (fillblank/captioner.py, settings `train`),
+or, for direction `infiller`, the context encoder for captions (fillblank/infiller.py,
+settings `infiller`); both go through the one loop of fillblank/train/loop.py.
 
 Reads data/prepared/<dataset>/{vocab.json,captions.parquet} and data/features/<dataset>.h5.
-Writes data/models/<dataset>/<direction>.pt (layout: fillblank/model.py) and
-metrics/train/<dataset>-<direction>.{json,csv} (metrics and curves: fillblank/train.py).
+Writes data/models/<dataset>/<direction>.pt (layout: fillblank/checkpoint.py) and
+metrics/train/<dataset>-<direction>.{json,csv} (metrics and curves: fillblank/train/loop.py).
 
 While it runs, data/models/<dataset>/<direction>.resume.pt holds the last finished epoch:
 stop it any way at all (kill -9 included) and run it again (`dvc repro`) to go on from
@@ -23,13 +23,16 @@ import argparse
 import json
 from pathlib import Path
 
-from fillblank import distributed, infill
+from fillblank import distributed
 from fillblank import params as params_module
-from fillblank.atomic import write_text
+from fillblank.atomic import check_writable, write_text
+from fillblank.checkpoint import save_checkpoint
 from fillblank.data import sources
 from fillblank.errors import run
-from fillblank.model import save_checkpoint
-from fillblank.train import DIRECTIONS, curves_csv, examples, fit, load_data
+from fillblank.train.captioners import DIRECTIONS, examples, fit_captioner
+from fillblank.train.data import load_data
+from fillblank.train.infiller import fit_infiller
+from fillblank.train.loop import curves_csv
 
 EXAMPLES = 5  # greedy captions printed as a sanity check of the finished model
 
@@ -37,7 +40,7 @@ EXAMPLES = 5  # greedy captions printed as a sanity check of the finished model
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sources.NAMES)
-    parser.add_argument("direction", choices=[*DIRECTIONS, "infill"])
+    parser.add_argument("direction", choices=[*DIRECTIONS, "infiller"])
     parser.add_argument("--prepared", type=Path, default=None, help="default: data/prepared/<dataset>")
     parser.add_argument("--features", type=Path, default=None, help="default: data/features/<dataset>.h5")
     parser.add_argument("--model", type=Path, default=None, help="default: data/models/<dataset>/<direction>.pt")
@@ -45,12 +48,12 @@ def main() -> None:
         "--metrics",
         type=Path,
         default=None,
-        help="default: metrics/train/<dataset>-<direction>.json, or beside --model (<model>.metrics.json) when that is given",
+        help="default: metrics/train/<dataset>-<direction>.json, or <model>.metrics.json beside --model when given",
     )
     args = parser.parse_args()
     params = params_module.load()
-    infilling = args.direction == "infill"
-    settings = (params.infill if infilling else params.train).settings(args.dataset)
+    infilling = args.direction == "infiller"
+    settings = (params.infiller if infilling else params.train).settings(args.dataset)
     prepared = args.prepared or Path("data/prepared") / args.dataset
     features = args.features or Path("data/features") / f"{args.dataset}.h5"
     model_path = args.model or Path("data/models") / args.dataset / f"{args.direction}.pt"
@@ -61,10 +64,11 @@ def main() -> None:
         else Path("metrics/train") / f"{args.dataset}-{args.direction}.json"
     )
     resume = model_path.with_suffix(".resume.pt")
+    check_writable(model_path, metrics)  # before hours of training, not after
 
     with distributed.group():
         data = load_data(prepared / "vocab.json", prepared / "captions.parquet", features, args.direction)
-        result = (infill.fit if infilling else fit)(settings, data, resume)
+        result = (fit_infiller if infilling else fit_captioner)(settings, data, resume)
         if distributed.rank_world()[0] != 0:
             return
     save_checkpoint(model_path, result.model, {"dataset": args.dataset, **result.config}, data.vocab)

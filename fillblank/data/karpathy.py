@@ -104,9 +104,8 @@ def read(path: str | Path) -> tuple[pa.Table, list[Dropped]]:
             rows["tokens"].append(tokens)
     if problems:
         more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
-        raise UserError(
-            f"{path}: {len(problems)} bad entr{'y' if len(problems) == 1 else 'ies'}: {'; '.join(problems[:SHOWN])}{more}"
-        )
+        entries = "entry" if len(problems) == 1 else "entries"
+        raise UserError(f"{path}: {len(problems)} bad {entries}: {'; '.join(problems[:SHOWN])}{more}")
     return pa.Table.from_pydict(rows, schema=SCHEMA), dropped
 
 

@@ -4,12 +4,12 @@ A decoder sees the captioners only through `init` and `step` (`step.py`); every 
 `method(models, blanks, length, p) -> fills` (the `Method` protocol of `registry.py`, where
 each method is declared once), batched over blanks x hypotheses, with the blank's length
 given (known-length setting) or `None` (unknown: the method chooses it, up to
-`p.max_length`), `p` the `fill` section of params. What each does, and how it chooses a
-length, is in its module's docstring:
+`p.max_length`, by the length rule of `length.py`), `p` the `fill` section of params with
+`length_bonus` the number of the method's scale. What each does is in its module's docstring:
 
     forward, backward, fb_max, fb_rerank   baselines.py   (URNN-f, URNN-b, URNN-fb-max, URNN-fb-BiRNN)
     bibs, bibs_unknown                     bibs.py        (BiRNN-BSCD, BiRNN-BSMP)
-    infill                                 infilling.py   (the context encoder for captions, fillblank/infill.py)
+    infill, infill_rerank                  infill.py      (the context encoder for captions, fillblank/infiller.py)
     exact                                  exact.py       (branch and bound on S(Y))
 
 `fill` runs one method over a batch of blanks; `fill_table` over a whole blank set, in
@@ -42,8 +42,9 @@ from tqdm import tqdm
 
 from fillblank import distributed, provenance
 from fillblank.data.text import Vocab
-from fillblank.decode.registry import methods
-from fillblank.decode.step import Blanks, Models, bidirectional, fill_scores
+from fillblank.decode.models import Models
+from fillblank.decode import registry
+from fillblank.decode.step import Blanks, bidirectional, fill_scores
 from fillblank.errors import UserError
 from fillblank.params import Fill
 
@@ -94,7 +95,7 @@ def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None,
     ]
     rank, world = distributed.rank_world()
     mine = batches[rank::world]
-    entry = methods()[method]
+    entry = registry.entry(method)
     models = entry.given(models)
     filled: dict[int, Filled] = {}
     setting = "unknown" if lengths is None else "known"
@@ -107,7 +108,7 @@ def fill(method: str, models: Models, blanks: Blanks, lengths: list[int] | None,
             fills = entry.fill(models, batch, length, p)
             seconds = (time.perf_counter() - began) / len(index)
             scores = fill_scores(partial(bidirectional, models), batch, range(len(index)), fills)  # shape: (N,)
-            for i, tokens, score in zip(index, fills, scores.tolist()):
+            for i, tokens, score in zip(index, fills, scores.tolist(), strict=True):
                 filled[i] = Filled(tokens, score, seconds)
             progress.update(len(index))
     everyone = {i: result for part in distributed.gather(filled) for i, result in part.items()}
@@ -121,14 +122,14 @@ def fill_table(
     each of its settings; `features` (N, D) are the blanks' images, row by row. `trained_on`
     is the captioners' provenance, `{"forward": ..., "backward": ...}`, kept in the metadata."""
     left, blank, right = (blank_set[name].to_pylist() for name in ("left", "blank", "right"))
-    blanks = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
+    blanks = Blanks.of_words(features, left, right, vocab)
     columns = {name: [] for name in SCHEMA.names}
-    for setting in methods()[method].settings:
+    for setting in registry.entry(method).settings:
         filled = fill(method, models, blanks, [len(b) for b in blank] if setting == "known" else None, p)
-        for blank_id, before, after, result in zip(blank_set["blank_id"].to_pylist(), left, right, filled):
+        for blank_id, before, after, result in zip(blank_set["blank_id"].to_pylist(), left, right, filled, strict=True):
             words = vocab.decode(result.tokens)
             row = (blank_id, setting, words, " ".join(before + words + after), result.score, len(words), result.seconds)
-            for name, value in zip(SCHEMA.names, row):
+            for name, value in zip(SCHEMA.names, row, strict=True):
                 columns[name].append(value)
     made_by = {"fill": provenance.machine(blanks.features.device), **trained_on}
     return pa.table(columns, schema=SCHEMA.with_metadata({"provenance": json.dumps(made_by)}))

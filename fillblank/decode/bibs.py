@@ -59,8 +59,10 @@ from torch import Tensor
 from fillblank.decode import rescore
 from fillblank.decode.baselines import beam_search
 from fillblank.decode.beam import Beam, handover, sweep
-from fillblank.decode.registry import register
-from fillblank.decode.step import Blanks, Models, bidirectional, both_ways, complete, fill_scores, select
+from fillblank.decode.length import ranked
+from fillblank.decode.models import Models
+from fillblank.decode.registry import Candidates, register, scale
+from fillblank.decode.step import Blanks, bidirectional, both_ways, complete, fill_scores, select
 from fillblank.errors import UserError
 from fillblank.params import Fill
 
@@ -102,15 +104,6 @@ def search(models: Models, blanks: Blanks, length: int, p: Fill) -> list[Seen]:
     return seen
 
 
-def ranked(seen: Seen, m: int, bonus: float = 0.0) -> list[tuple[list[int], float]]:
-    """The `m` best fills and their S(Y), best first by S(Y) plus `bonus` per word (the
-    length rule, length.py; the earlier seen first among equals)."""
-    return [
-        (list(fill), score)
-        for fill, score in sorted(seen.items(), key=lambda item: -(item[1] + bonus * len(item[0])))[:m]
-    ]
-
-
 @torch.inference_mode()
 def scored(models: Models, blanks: Blanks, sizes: Iterable[int], p: Fill) -> list[Seen]:
     """Every fill BiBS scored for each blank, searching at each length of `sizes`, with its S(Y)."""
@@ -122,14 +115,33 @@ def scored(models: Models, blanks: Blanks, sizes: Iterable[int], p: Fill) -> lis
 
 
 def mbest(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[tuple[list[int], float]]]:
-    """The `p.m_best` best fills of each blank and their S(Y); every length up to `p.max_length` when `length` is None."""
+    """The `p.m_best` best fills of each blank and their S(Y); of every length up to
+    `p.max_length`, by S(Y) plus the length bonus, when `length` is None."""
     seen = scored(models, blanks, [length] if length else range(1, p.max_length + 1), p)
-    return [ranked(s, p.m_best, 0.0 if length else p.length_bonus) for s in seen]
+    return [ranked(s.items(), p.m_best, 0.0 if length else p.length_bonus) for s in seen]
+
+
+def mbest_per_length(models: Models, blanks: Blanks, lengths: Iterable[int], p: Fill) -> list[list[list[int]]]:
+    """Each blank's `p.m_best` best fills by S(Y) at each of `lengths`: a pool that holds the
+    `p.m_best` best of all by S(Y) plus any length bonus, for every bonus at once."""
+    found: list[list[list[int]]] = [[] for _ in range(len(blanks))]
+    for length in lengths:
+        for mine, seen in zip(found, search(models, blanks, length, p), strict=True):
+            mine += [fill for fill, _ in ranked(seen.items(), p.m_best)]
+    return found
+
+
+@scale("captioners", description="S(Y) = log P_fwd(Y | I) + log P_bwd(Y | I) (BiBS eq. 6), tuned on bibs's fills")
+def every_length(models: Models, blanks: Blanks, p: Fill) -> list[Candidates]:
+    """Every fill that BiBS scores at each length, with its S(Y): what `bibs` chooses among."""
+    seen = scored(models, blanks, range(1, p.max_length + 1), p)
+    return [[[(list(fill), score) for fill, score in mine.items()] for mine in seen]]
 
 
 @register(
     "bibs",
     role="bidirectional",
+    scale="captioners",
     ranks=mbest,
     description="Bidirectional Beam Search: sweeps left and right over the blank [BiRNN-BSCD]",
 )
@@ -183,6 +195,7 @@ def best_after(beams: list[Beam]) -> tuple[Tensor, Tensor]:
 @register(
     "bibs_unknown",
     role="bidirectional",
+    scale="captioners",
     settings=("unknown",),
     description="BiBS at the length where forward and backward searches meet best [BiRNN-BSMP]",
 )
@@ -196,5 +209,5 @@ def bibs_unknown(models: Models, blanks: Blanks, length: int | None, p: Fill) ->
         index = [n for n, fill in enumerate(fills) if len(fill) == size]
         for n, seen in zip(index, search(models, blanks.take(index), size, p)):
             seen.setdefault(tuple(fills[n]), float(scores[n]))
-            answers[n] = ranked(seen, 1, p.length_bonus)[0][0]
+            answers[n] = ranked(seen.items(), 1, p.length_bonus)[0][0]
     return answers

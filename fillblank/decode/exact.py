@@ -34,6 +34,7 @@ from fillblank.decode.bibs import bibs, bibs_unknown
 from fillblank.decode.registry import register
 from fillblank.decode.step import (
     FIRST_WORD,
+    SLACK,
     Blanks,
     Models,
     bidirectional,
@@ -47,13 +48,12 @@ from fillblank.params import Fill
 
 log = logging.getLogger(__name__)
 
-# The bound and S(Y) sum the same float32 terms in other orders; never drop the best fill
-# for a difference in the last bits.
-SLACK = 1e-4
-
 
 @register(
-    "exact", role="oracle", description="branch and bound for the fill of highest S(Y): the oracle; slow on long blanks"
+    "exact",
+    role="oracle",
+    scale="captioners",
+    description="branch and bound for the fill of highest S(Y): the oracle; slow on long blanks",
 )
 @torch.inference_mode()
 def exact(models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:

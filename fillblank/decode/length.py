@@ -1,96 +1,91 @@
 """The length rule: how a method chooses among fills of different lengths when the length is unknown.
 
-A sum of log-probabilities falls with every word, so the fill of highest S(Y) is nearly
-always short: on Flickr8k `bibs` filled 3.0 words on average where 8.1 had been removed
-(ratio 0.75), and lost a fifth of its CIDEr. As machine translation does with its word
-penalty (Koehn et al., 2003) and GNMT's length normalisation (Wu et al., 2016), every
-unknown-length method ranks fills of different lengths by
+A sum of log-probabilities falls with every word, so the fill of highest score is nearly
+always short. As machine translation does with its word penalty (Koehn et al., 2003) and
+GNMT's length normalisation (Wu et al., 2016), every unknown-length method ranks fills of
+different lengths by
 
-    S(Y) + length_bonus x len(fill)
+    score + length_bonus x len(fill)
 
-(a one-way baseline, which ranks by its own captioner's log-prob alone, adds half the
-bonus per word), while the score it reports stays S(Y). `fill.length_bonus` is a number
-of nats, or `tuned`: the value the stage length@<dataset> finds on the validation split,
-never on test (`tune`): the bonus whose choices among `bibs`'s fills of every length give
-the most CIDEr there. Tuned to the length error instead, the bonus chose lengths nearer the
-true ones but fills of less CIDEr: on flickr8k-dev 1.75 nats against 1.0, and `bibs` kept
-92.7% of its known-length CIDEr on the short blanks of ratio 0.25 against 96.8% (README,
-Choosing the length). The infiller, which ends a fill by its own end marker, ranks its
-ended fills by its log-prob + bonus x len(fill), the same bonus (fillblank/decode/infilling.py
-says why); the oracle `exact` proves the fill of highest S(Y) + bonus x len(fill).
+where the score is that of its scale (fillblank/decode/registry.py): S(Y) for BiBS and the
+two-way baselines, one captioner's log-prob for the one-way ones, the infiller's log-prob
+for `infill`, S(Y) plus the infiller's for `infill_rerank`. The bonus belongs to the scale,
+not to the method or the dataset alone: a sum of two captioners' log-probs falls about
+twice as fast per word as one captioner's, and a model trained to fill falls at its own
+rate. The score a method reports stays S(Y).
+
+`fill.length_bonus` is a number of nats, or `tuned`, or a mapping from scale to either
+(a scale it leaves out is `tuned`). `tuned` is the value stage length@<dataset> finds on
+the validation split, never on test (fillblank/decode/tuning.py): for each scale, the bonus whose
+choices among that scale's candidates give the most CIDEr there, averaged over the ratios.
+The candidates are searched once per blank at every length; each bonus then only picks
+among them. docs/length.md has the bonuses found and what they give.
+
+`data/length/<dataset>.json`:
+
+    {"blanks": 1500, "models": {"forward.pt": "<sha256>", ...},
+     "scales": {"captioners": {"length_bonus": 1.0,
+                               "CIDEr": {"0.25": ..., "0.5": ..., "0.75": ..., "mean": ...},
+                               "length_error": {"0.25": ..., ..., "mean": ...},
+                               "grid": {"0.0": {"CIDEr": ..., "length_error": ...}, ...}},
+                ...}}
+
+(CIDEr and length error of the chosen bonus per ratio, and their means over the ratios for
+every bonus tried.)
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from fillblank import blanks as blank_sets
-from fillblank import evaluate, features, tables
-from fillblank.data.text import Vocab
-from fillblank.decode import bibs
-from fillblank.decode.step import Blanks, Models
+from fillblank.decode.registry import Candidates, Entry, scales
 from fillblank.errors import UserError
 from fillblank.params import Fill
-
-GRID = [step / 4 for step in range(21)]  # the bonuses tried: 0 to 5 nats per word
 
 
 def tuned_path(dataset: str) -> Path:
     return Path("data/length") / f"{dataset}.json"
 
 
-def resolved(p: Fill, tuned: Path) -> Fill:
-    """`p` with `length_bonus` a number: its own, or when `tuned` the one recorded in `tuned`."""
-    if p.length_bonus != "tuned":
-        return p
+def check(p: Fill) -> dict[str, float | str]:
+    """Every scale's setting in `p.length_bonus` (a number or `tuned`); a scale it names that
+    is not declared is one line."""
+    known = scales()
+    given = p.length_bonus if isinstance(p.length_bonus, dict) else dict.fromkeys(known, p.length_bonus)
+    if odd := sorted(given.keys() - known.keys()):
+        raise UserError(f"fill.length_bonus: no scale {odd[0]!r}; the scales are {', '.join(known)}")
+    return {name: given.get(name, "tuned") for name in known}
+
+
+def bonuses(p: Fill, tuned: Path) -> dict[str, float]:
+    """Every scale's bonus: `p.length_bonus`'s number, or the one recorded in `tuned`."""
+    chosen = check(p)
+    if "tuned" not in chosen.values():
+        return chosen
     if not tuned.is_file():
-        raise UserError(
-            f"{tuned}: no such file; fill.length_bonus is tuned, so run `dvc repro length` first (or give it a number)"
-        )
-    return p.model_copy(update={"length_bonus": float(json.loads(tuned.read_text(encoding="utf-8"))["length_bonus"])})
-
-
-def validation_blanks(prepared: Path, features_path: Path, ratios: Sequence[float], images: int | None) -> pa.Table:
-    """The blanks the rule is tuned on: the captions (`prepared`/captions.parquet) of the
-    first `images` (None: all) validation images that have features (the features stage
-    skips unreadable ones), cut at every ratio as the test blanks are."""
-    captions = tables.read(
-        prepared / "captions.parquet", ["image_id", "split", "sentence_id", "tokens"], made_by="prepare"
-    )
-    captions = captions.filter(pc.is_in(captions["image_id"], pa.array(features.stored_ids(features_path))))
-    return blank_sets.table(captions, ratios, images, split="val")
-
-
-def candidates(models: Models, blanks: Blanks, p: Fill) -> list[bibs.Seen]:
-    """What `bibs` chooses among with the length unknown: every fill its searches at each
-    length 1 .. `p.max_length` scored, with its S(Y), per blank."""
-    return bibs.scored(models, blanks, range(1, p.max_length + 1), p)
-
-
-def tune(seen: list[bibs.Seen], vocab: Vocab, blank_set: pa.Table, refs: Sequence[Sequence[str]]) -> dict:
-    """The bonus of `GRID` whose choices among each blank's candidates `seen` give the most
-    CIDEr on `blank_set` (columns left, blank, right, ratio), against each blank's `refs`,
-    averaged over its ratios (the smallest bonus among equals); with the CIDEr and the mean
-    length error of every bonus tried."""
-    left, blank, right, ratio = (blank_set[name].to_pylist() for name in ("left", "blank", "right", "ratio"))
-    ratios = sorted(set(ratio))
-    runs, errors = {}, {}
-    for bonus in GRID:
-        fills = [vocab.decode(bibs.ranked(s, 1, bonus)[0][0]) for s in seen]
-        errors[bonus] = sum(abs(len(fill) - len(removed)) for fill, removed in zip(fills, blank)) / len(blank)
-        for r in ratios:
-            runs[bonus, r] = {i: " ".join(left[i] + fills[i] + right[i]) for i in range(len(blank)) if ratio[i] == r}
-    by_run = evaluate.cider(dict(enumerate(refs)), runs)
-    cider = {bonus: sum(by_run[bonus, r] for r in ratios) / len(ratios) for bonus in GRID}
-    chosen = max(GRID, key=lambda bonus: (cider[bonus], -bonus))
+        raise UserError(f"{tuned}: no such file; fill.length_bonus is tuned, so run `dvc repro length` first")
+    recorded = json.loads(tuned.read_text(encoding="utf-8")).get("scales", {})
+    if missing := [name for name, bonus in chosen.items() if bonus == "tuned" and name not in recorded]:
+        raise UserError(f"{tuned}: no bonus for scale {missing[0]!r}; run `dvc repro length` again")
     return {
-        "length_bonus": chosen,
-        "CIDEr": cider[chosen],
-        "length_error": errors[chosen],
-        "blanks": len(blank),
-        "cider": cider,
-        "errors": errors,
+        name: float(recorded[name]["length_bonus"]) if bonus == "tuned" else bonus for name, bonus in chosen.items()
     }
+
+
+def for_method(p: Fill, entry: Entry, tuned: Path) -> Fill:
+    """`p` as method `entry` reads it: `length_bonus` the number of its scale."""
+    return p.model_copy(update={"length_bonus": bonuses(p, tuned)[entry.scale]})
+
+
+def ranked(
+    candidates: Iterable[tuple[Sequence[int], float]], m: int, bonus: float = 0.0
+) -> list[tuple[list[int], float]]:
+    """The `m` best of one blank's candidates (fill, score), best first by score plus `bonus`
+    per word; the earlier first among equals."""
+    best = sorted(candidates, key=lambda candidate: -(candidate[1] + bonus * len(candidate[0])))
+    return [(list(fill), score) for fill, score in best[:m]]
+
+
+def choose(candidates: Candidates, bonus: float) -> list[list[int]]:
+    """Each blank's fill of highest score plus `bonus` per word, among its `candidates`."""
+    return [ranked(mine, 1, bonus)[0][0] for mine in candidates]

@@ -1,20 +1,28 @@
-"""Every decoding method, declared once, beside its function:
+"""Every decoding method and every scoring scale, each declared once, beside its function:
 
-    @register("bibs", role="bidirectional", ranks=mbest,
+    @register("bibs", role="bidirectional", scale="captioners", ranks=mbest,
               description="Bidirectional Beam Search: sweeps left and right over the blank [BiRNN-BSCD]")
     def bibs(models, blanks, length, p): ...
 
-The declaration is all there is to know of a method: the fill stage, `fillblank methods`
-and `fillblank fill --method`, the tables, the BiBS ordering rule and the plots read it
-from `methods()`; params validation (`fill.methods`) reads the names from the `@register`
-lines' source first, without importing torch, and asks `methods()` for any it cannot read
-(`fillblank.params.declared_once`). (The pattern is AllenNLP's `@Sampler.register("name")`.)
+    @scale("captioners", description="S(Y) = log P_fwd(Y | I) + log P_bwd(Y | I), BiBS eq. 6")
+    def every_length(models, blanks, p): ...
 
-A method may live outside the package: every `*.py` file in the project's `methods/`
-folder is imported before the registry is read, and its `@register` lines add methods that
-run like the built-ins (`examples/sample_rerank.py` is one, README "Add your own method").
-`sources` names the files a method's code comes from, which stage `code` records so that
-a fill stage re-runs when its own method's code changes, not when another's does.
+The declaration is all there is to know of a method: the fill stage, `fillblank methods`
+and `fillblank fill --method`, the tables, the BiBS ordering rule, the plots and the check
+of `fill.methods` (stage source) read it from `methods()`. (The pattern is AllenNLP's
+`@Sampler.register("name")`.)
+
+A scale is what a method ranks fills of different lengths by, when the length is unknown:
+its score plus a length bonus per word (fillblank/decode/length.py). Each scale has its
+own bonus, tuned by stage length on the fills its `candidates` function gives: every fill
+its methods choose among, at every length, with the scale's score.
+
+A method or a scale may live outside the package: every `*.py` file in the project's
+`methods/` folder is imported before the registry is read, and its `@register` and
+`@scale` lines add methods and scales that run like the built-ins
+(`examples/sample_rerank.py` is one; README, "Add your own method"). `sources` names the
+files a method's code comes from, which stage `code` records so that a fill stage re-runs
+when its own method's code changes, not when another's does.
 """
 
 import importlib
@@ -26,9 +34,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
-from fillblank.decode.step import Blanks, Models
+from fillblank.decode.models import Models
+from fillblank.decode.step import Blanks
 from fillblank.errors import UserError
-from fillblank.params import BUILT_IN_METHODS, USER_METHODS, Fill
+from fillblank.params import Fill
+
+BUILT_IN = Path(__file__).parent  # the package's methods: fillblank/decode/*.py
+USER = Path("methods")  # the project's own, beside params.yaml
+INFILLER_CODE = BUILT_IN.parent / "infiller.py"  # the model the infiller's methods read
 
 Setting = Literal["known", "unknown"]
 # A method's place in the tables: `baseline` and `bidirectional` are what BiBS's ordering
@@ -45,8 +58,8 @@ class Method(Protocol):
     def __call__(self, models: Models, blanks: Blanks, length: int | None, p: Fill) -> list[list[int]]:
         """Fill N blanks: `blanks` holds their image features (N, D) and left and right word
         ids; `length` is every blank's length (known setting) or None (unknown: the method
-        chooses from 1 to `p.max_length`, by the length rule of `fillblank.decode.length`
-        with `p.length_bonus`); `p` is the `fill` section of params. Returns N
+        chooses from 1 to `p.max_length`, by its scale's score plus `p.length_bonus` per
+        word, the bonus of its scale); `p` is the `fill` section of params. Returns N
         fills, each a list of word ids left to right, of `length` words when it is given."""
 
 
@@ -54,7 +67,26 @@ class Ranker(Protocol):
     def __call__(
         self, models: Models, blanks: Blanks, length: int | None, p: Fill
     ) -> list[list[tuple[list[int], float]]]:
-        """Like `Method`, but up to `p.m_best` fills per blank, best first, each with its S(Y)."""
+        """Like `Method`, but up to `p.m_best` fills per blank, each with its S(Y), best first
+        by S(Y) plus `p.length_bonus` per word (with the length unknown)."""
+
+
+Candidates = list[list[tuple[list[int], float]]]  # per blank: (fill left to right, its score on the scale)
+
+
+class CandidateFills(Protocol):
+    def __call__(self, models: Models, blanks: Blanks, p: Fill) -> list[Candidates]:
+        """Every fill of every length 1 .. `p.max_length` that the scale's methods choose
+        among, per blank, with its score on the scale (no bonus): one list per reading of
+        the blanks (two for one captioner: forward and backward, each tuned with the other)."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    candidates: CandidateFills
+    description: str  # one line, for `fillblank methods`
+    reads_infiller: bool
 
 
 @dataclass(frozen=True)
@@ -64,6 +96,7 @@ class Entry:
     settings: tuple[Setting, ...]  # the settings the fill stage runs it in
     description: str  # one line, for `fillblank methods`
     role: Role
+    scale: str  # the scale it ranks lengths by
     ranks: Ranker | None  # how `fillblank fill --top K` gets K fills; None: the one fill
 
     @property
@@ -76,7 +109,7 @@ class Entry:
 
 
 REGISTRY: dict[str, Entry] = {}
-INFILLER_CODE = BUILT_IN_METHODS.parent / "infill.py"  # the model the infillers' fills come from
+SCALES: dict[str, Scale] = {}
 
 
 def register(
@@ -84,6 +117,7 @@ def register(
     *,
     description: str,
     role: Role,
+    scale: str,
     settings: tuple[Setting, ...] = ("known", "unknown"),
     ranks: Ranker | None = None,
 ) -> Callable[[Method], Method]:
@@ -95,10 +129,22 @@ def register(
 
     def add(function: Method) -> Method:
         if name in REGISTRY and REGISTRY[name].fill is not function:
-            raise UserError(
-                f"method {name!r} is declared twice: in {REGISTRY[name].fill.__module__} and in {function.__module__}"
-            )
-        REGISTRY[name] = Entry(name, function, tuple(settings), description, role, ranks)
+            where = f"in {REGISTRY[name].fill.__module__} and in {function.__module__}"
+            raise UserError(f"method {name!r} is declared twice: {where}")
+        REGISTRY[name] = Entry(name, function, tuple(settings), description, role, scale, ranks)
+        return function
+
+    return add
+
+
+def scale(name: str, *, description: str, reads_infiller: bool = False) -> Callable[[CandidateFills], CandidateFills]:
+    """Declare the decorated function as the candidates of scale `name`."""
+
+    def add(function: CandidateFills) -> CandidateFills:
+        if name in SCALES and SCALES[name].candidates is not function:
+            where = f"in {SCALES[name].candidates.__module__} and in {function.__module__}"
+            raise UserError(f"scale {name!r} is declared twice: {where}")
+        SCALES[name] = Scale(name, function, description, reads_infiller)
         return function
 
     return add
@@ -106,22 +152,50 @@ def register(
 
 def methods() -> dict[str, Entry]:
     """Every method: the built-ins, then those of the project's `methods/*.py`, by name."""
-    for path in sorted(BUILT_IN_METHODS.glob("[!_]*.py")):  # each module declares its built-ins
+    load_all()
+    entries = dict(sorted(REGISTRY.items(), key=lambda item: declared(item[1].fill)))
+    if odd := next((one for one in entries.values() if one.scale not in SCALES), None):
+        raise UserError(
+            f"method {odd.name!r} ranks by scale {odd.scale!r}, which is not declared; the scales are {', '.join(SCALES)}"
+        )
+    return entries
+
+
+def scales() -> dict[str, Scale]:
+    """Every scale: the built-ins, then those of the project's `methods/*.py`, by name."""
+    load_all()
+    return dict(sorted(SCALES.items(), key=lambda item: declared(item[1].candidates)))
+
+
+def entry(name: str) -> Entry:
+    """The method `name`; an unknown name is one line listing the known ones."""
+    known = methods()
+    if name not in known:
+        raise UserError(f"no method {name!r}; the methods are {', '.join(known)} (user methods go in methods/*.py)")
+    return known[name]
+
+
+def check(names: list[str]) -> None:
+    """Stop with one line unless every name of `names` (`fill.methods`) is a declared method."""
+    for name in names:
+        entry(name)
+
+
+def load_all() -> None:
+    """Import every module of the package that may declare, then the user's files."""
+    for path in sorted(BUILT_IN.glob("[!_]*.py")):
         importlib.import_module(f"fillblank.decode.{path.stem}")
-    for path in sorted(USER_METHODS.glob("*.py")) if USER_METHODS.is_dir() else []:
-        load(path)
-    return dict(sorted(REGISTRY.items(), key=lambda item: declared(item[1].fill)))
+    for path in sorted(USER.glob("*.py")) if USER.is_dir() else []:
+        import_user_file(path)
 
 
-def declared(function: Method) -> tuple[bool, str, int]:
-    """Where a method is declared, the order of `methods()`: the built-ins first, module by
-    module, line by line; then the user's files. (Not the order in which modules happened
-    to be imported: a test or a user's file may import one before the others.)"""
-    return (
-        not function.__module__.startswith("fillblank."),
-        function.__module__,
-        inspect.unwrap(function).__code__.co_firstlineno,
-    )
+def declared(function: Callable) -> tuple[bool, str, int]:
+    """Where a method or scale is declared, the order of `methods()` and `scales()`: the
+    built-ins first, module by module, line by line; then the user's files. (Not the order
+    in which modules happened to be imported: a test or a user's file may import one before
+    the others.)"""
+    module = function.__module__
+    return not module.startswith("fillblank."), module, inspect.unwrap(function).__code__.co_firstlineno
 
 
 def sources(name: str) -> list[Path]:
@@ -129,14 +203,24 @@ def sources(name: str) -> list[Path]:
     built-ins share beam search, scoring and steps), the infiller's model for an `infiller`,
     and for a user's method every file of `methods/` too (one may import another). Stage
     `code` hashes them."""
-    entry = methods()[name]
-    package = sorted(BUILT_IN_METHODS.glob("*.py"))
-    model = [INFILLER_CODE] if entry.reads_infiller else []
-    users = sorted(USER_METHODS.glob("*.py")) if declared(entry.fill)[0] else []
+    declaration = entry(name)
+    return code_of(declaration.fill, declaration.reads_infiller)
+
+
+def scale_sources(name: str) -> list[Path]:
+    """The files scale `name`'s candidates may come from, as `sources` (stage scales hashes them)."""
+    declaration = scales()[name]
+    return code_of(declaration.candidates, declaration.reads_infiller)
+
+
+def code_of(function: Callable, reads_infiller: bool) -> list[Path]:
+    package = sorted(BUILT_IN.glob("*.py"))
+    model = [INFILLER_CODE] if reads_infiller else []
+    users = sorted(USER.glob("*.py")) if declared(function)[0] else []
     return package + model + users
 
 
-def load(path: Path) -> None:
+def import_user_file(path: Path) -> None:
     """Import a user's method file once, as module `methods.<stem>`."""
     name = f"methods.{path.stem}"
     if name in sys.modules:

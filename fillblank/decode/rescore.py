@@ -26,9 +26,8 @@ import torch
 from torch import Tensor
 
 from fillblank.decode.beam import Beam
-from fillblank.decode.step import Side, finish, other_way
+from fillblank.decode.step import SLACK, Side, finish, other_way
 
-SLACK = 1e-4  # nats: a bound this close to the best is still scored, for float rounding
 CHUNK = 16  # hypotheses of a blank scored together in a round, best bound first
 
 

@@ -5,7 +5,7 @@ A captioner is seen only through
     init(features (N, D)) -> state                          # a tuple of tensors, batch as dim 0
     step(tokens (N,), state) -> (log_probs (N, V), state)   # the first call reads <start>
 
-(`fillblank.model.Captioner`, and the toy models of the tests). The backward captioner has
+(`fillblank.captioner.Captioner`, and the toy models of the tests). The backward captioner has
 the same interface over reversed sentences, so every search is written once, left to
 right, and runs right to left on the `mirrored` blanks with the two models swapped.
 
@@ -20,36 +20,17 @@ A blank is filled with real words only (ids from `FIRST_WORD` on), never with <p
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
 
-from fillblank.data.text import END_ID, PAD_ID, SPECIALS, START_ID
-
-if TYPE_CHECKING:
-    from fillblank.infill import Infiller
+from fillblank.data.text import END_ID, PAD_ID, SPECIALS, START_ID, Vocab
+from fillblank.decode.models import Model, Models, State
 
 FIRST_WORD = len(SPECIALS)
-
-State = tuple[Tensor, ...]
-
-
-class Model(Protocol):
-    def init(self, features: Tensor) -> State: ...
-
-    def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]: ...
-
-
-@dataclass(frozen=True)
-class Models:
-    forward: Model
-    backward: Model
-    infiller: "Infiller | None" = None  # fillblank.infill's model, for the methods that use it
-
-    def mirrored(self) -> "Models":
-        """The captioners swapped, for a search right to left (the infiller reads both ways at once)."""
-        return Models(self.backward, self.forward)
+# Nats: sums of the same float32 log-probs in other orders (a bound and a score, one batch and
+# another) differ in the last bits; a difference this small is no difference.
+SLACK = 1e-4
 
 
 @dataclass(frozen=True)
@@ -60,12 +41,17 @@ class Blanks:
     left: list[list[int]]
     right: list[list[int]]
 
+    @classmethod
+    def of_words(cls, features: Tensor, left: Sequence[Sequence[str]], right: Sequence[Sequence[str]], vocab: Vocab):
+        """The blanks `left[i] ___ right[i]` of images `features[i]`, their words read as `vocab`'s ids."""
+        return cls(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
+
     def __len__(self) -> int:
         return len(self.left)
 
     def mirrored(self) -> "Blanks":
         """The same blanks read right to left, as the backward captioner reads them."""
-        return Blanks(self.features, [r[::-1] for r in self.right], [l[::-1] for l in self.left])
+        return Blanks(self.features, [words[::-1] for words in self.right], [words[::-1] for words in self.left])
 
     def take(self, index: Sequence[int]) -> "Blanks":
         return Blanks(self.features[list(index)], [self.left[i] for i in index], [self.right[i] for i in index])

@@ -18,7 +18,7 @@ every file's SHA-256 in `dest/SHA256SUMS`, and only then renames it into `data/r
 from importlib import import_module
 from types import ModuleType
 
-NAMES = ("shapes", "flickr8k", "flickr30k", "coco")
+from fillblank.params import DATASETS as NAMES  # declared once, as the fields of `params.Sources`
 
 
 def module(name: str) -> ModuleType:
