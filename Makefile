@@ -4,20 +4,25 @@ PYTHON ?= python3.11
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test regression
+.PHONY: setup repro test lint regression
 
 repro: setup
 	dvc repro
 
-# The tests (the slow ones include the pipeline on real Flickr8k data, when
-# ../shared/data/flickr8k-dev is there), then the regression run on the committed metrics.
-test: setup
+# Lint first, so that a style error fails in seconds; then every test in two processes.
+# The tests build the `shapes` pipeline once (tests/conftest.py: built_shapes) and hold it
+# to the committed metrics, as `make regression` does; with ../shared/data/flickr8k-dev
+# there, they run the pipeline on real Flickr8k data too.
+test: lint
 	.ci/install-chromium
-	pytest
-	$(MAKE) regression
+	pytest -n 2 --dist loadgroup
 
-# `dvc repro` on `shapes`, then the two halves of fillblank/regression.py: training and the
-# whole pipeline against the committed metrics/, within tolerances measured across CPU
+lint: setup
+	ruff check .
+	ruff format --check .
+
+# `dvc repro` on `shapes` here, then the two halves of fillblank/regression.py: training and
+# the whole pipeline against the committed metrics/, within tolerances measured across CPU
 # kernel paths; decoding on the fixed captioners of tests/fixtures/shapes, tightly. Both
 # halves run and report, whichever fails.
 regression: setup

@@ -50,7 +50,7 @@ def sample_rerank(models: Models, blanks: Blanks, length: int | None, p: Fill) -
         words.append(word)
         log_probs, state = models.forward.step(word, state)
     drawn = torch.stack(words, 1).tolist()  # (N * S, longest)
-    fills = [sample[:size] for sample, size in zip(drawn, lengths.tolist())]
+    fills = [sample[:size] for sample, size in zip(drawn, lengths.tolist(), strict=True)]
     candidates = [fills[i * SAMPLES : (i + 1) * SAMPLES] for i in range(n)]
     bonus = p.length_bonus if length is None else 0.0
     return best(blanks, candidates, lambda features, sentences: bidirectional(models, features, sentences), bonus)[0]

@@ -21,20 +21,20 @@ from pathlib import Path
 import pandas as pd
 
 from fillblank import decode, tables
-from fillblank import features as image_features
 from fillblank import params as params_module
 from fillblank.data.text import Vocab
-from fillblank.decode import length
+from fillblank.decode import length, registry, tuning
+from fillblank.decode.models import load_models
 from fillblank.decode.step import Blanks
 from fillblank.evaluate import evaluate, read_results
-from fillblank.model import load_models
+from fillblank.features import read_features
 from fillblank.params import Fill
 
 
 def count_medians(dataset: str, p: Fill) -> dict[int, int]:
     """The median removed length (at most `p.max_length`) by visible word count, over the tuning blanks."""
     ratios = params_module.load().blanks.ratios
-    val = length.validation_blanks(
+    val = tuning.validation_blanks(
         Path("data/prepared") / dataset, Path("data/features") / f"{dataset}.h5", ratios, p.tune_images
     ).to_pandas()
     visible = val["left"].map(len) + val["right"].map(len)
@@ -51,7 +51,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.chdir(args.project)
-    p = length.resolved(params_module.load().fill, length.tuned_path(args.dataset))
+    p = length.for_method(params_module.load().fill, registry.entry("bibs"), length.tuned_path(args.dataset))
     medians = count_medians(args.dataset, p)
     seen = sorted(medians)
 
@@ -63,15 +63,15 @@ def main() -> None:
         made_by="blanks",
     )
     left, right = test["left"].to_pylist(), test["right"].to_pylist()
-    chosen = [medians[min(seen, key=lambda v: (abs(v - len(a) - len(b)), v))] for a, b in zip(left, right)]
-    features = image_features.read(Path("data/features") / f"{args.dataset}.h5", test["image_id"].to_numpy())
-    every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
+    chosen = [medians[min(seen, key=lambda v: (abs(v - len(a) - len(b)), v))] for a, b in zip(left, right, strict=True)]
+    features = read_features(Path("data/features") / f"{args.dataset}.h5", test["image_id"].to_numpy())
+    every = Blanks.of_words(features, left, right, vocab)
 
     committed, blank_set, captions = read_results(Path("."), args.dataset, args.methods)
     rows = []
     for method in args.methods:
         for blank_id, a, b, filled in zip(
-            test["blank_id"].to_pylist(), left, right, decode.fill(method, models, every, chosen, p)
+            test["blank_id"].to_pylist(), left, right, decode.fill(method, models, every, chosen, p), strict=True
         ):
             words = vocab.decode(filled.tokens)
             rows.append(
@@ -89,10 +89,9 @@ def main() -> None:
     known = committed[committed["setting"] == "known"]
     by_count = evaluate(pd.concat([known, pd.DataFrame(rows)], ignore_index=True), blank_set, captions)["unknown"]
     own = evaluate(committed, blank_set, captions)
-    bibs_known = own["known"]["bibs"] if "bibs" in own["known"] else None
-    print(
-        f"{args.dataset}: lengths by visible word count, fitted on {p.tune_images or 'all'} validation images; {medians}"
-    )
+    bibs_known = own["known"].get("bibs")
+    fitted = f"fitted on {p.tune_images or 'all'} validation images"
+    print(f"{args.dataset}: lengths by visible word count, {fitted}; {medians}")
     for method in args.methods:
         for ratio, new in by_count[method].items():
             old = own["unknown"][method][ratio]

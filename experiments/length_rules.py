@@ -28,13 +28,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fillblank import features as image_features
 from fillblank import params as params_module
 from fillblank.data.text import Vocab
-from fillblank.decode import length, rescore
+from fillblank.decode import rescore, tuning
 from fillblank.decode.baselines import beam_search
-from fillblank.decode.step import Blanks, Models, both_ways
-from fillblank.model import load_models
+from fillblank.decode.models import Models, load_models
+from fillblank.decode.step import Blanks, both_ways
+from fillblank.features import read_features
 from fillblank.params import Fill
 
 TEMPERATURES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -57,13 +57,13 @@ def best_by_length(models: Models, blanks: Blanks, p: Fill) -> torch.Tensor:
 
 
 def nearest_bonus(scores: torch.Tensor, lengths: torch.Tensor) -> float:
-    """The bonus of `length.GRID` whose choice of length, argmax over t of scores[:, t-1] +
+    """The bonus of `tuning.GRID` whose choice of length, argmax over t of scores[:, t-1] +
     bonus x t, is nearest the true `lengths` (N,) on average (the smallest among equals)."""
     words = torch.arange(1, scores.shape[1] + 1, dtype=scores.dtype)  # shape: (T,)
     errors = {
-        bonus: float(((scores + bonus * words).argmax(1) + 1 - lengths).abs().double().mean()) for bonus in length.GRID
+        bonus: float(((scores + bonus * words).argmax(1) + 1 - lengths).abs().double().mean()) for bonus in tuning.GRID
     }
-    return min(length.GRID, key=lambda bonus: (errors[bonus], bonus))
+    return min(tuning.GRID, key=lambda bonus: (errors[bonus], bonus))
 
 
 def validation_scores(dataset: str) -> dict[str, torch.Tensor]:
@@ -71,12 +71,12 @@ def validation_scores(dataset: str) -> dict[str, torch.Tensor]:
     settings = params_module.load()
     vocab = Vocab.load(Path("data/prepared") / dataset / "vocab.json")
     models = load_models(Path("data/models") / dataset, vocab)
-    val = length.validation_blanks(
+    val = tuning.validation_blanks(
         Path("data/prepared") / dataset, Path("data/features") / f"{dataset}.h5", settings.blanks.ratios, None
     )
-    features = image_features.read(Path("data/features") / f"{dataset}.h5", val["image_id"].to_numpy())
+    features = read_features(Path("data/features") / f"{dataset}.h5", val["image_id"].to_numpy())
     left, blank, right = (val[name].to_pylist() for name in ("left", "blank", "right"))
-    every = Blanks(features, [vocab.ids(words) for words in left], [vocab.ids(words) for words in right])
+    every = Blanks.of_words(features, left, right, vocab)
     batch = settings.fill.batch
     scores = [
         best_by_length(models, every.take(range(at, min(at + batch, len(every)))), settings.fill)
@@ -85,14 +85,15 @@ def validation_scores(dataset: str) -> dict[str, torch.Tensor]:
     return {
         "scores": torch.cat(scores).double(),
         "true": torch.tensor([len(words) for words in blank]),
-        "visible": torch.tensor([len(a) + len(b) for a, b in zip(left, right)]),
+        "visible": torch.tensor([len(a) + len(b) for a, b in zip(left, right, strict=True)]),
         "ratio": torch.tensor(val["ratio"].to_numpy()),
         "image": torch.tensor(val["image_id"].to_numpy()),
     }
 
 
 def log_prior(visible: torch.Tensor, true: torch.Tensor, rows: int, lengths: int) -> torch.Tensor:
-    """log P(length | visible words), (rows, lengths), counted with add-one smoothing; longer blanks count as the longest."""
+    """log P(length | visible words), (rows, lengths), counted with add-one smoothing; longer
+    blanks count as the longest."""
     counts = torch.ones(rows, lengths, dtype=torch.float64)
     counts.index_put_(
         (visible, true.clamp(max=lengths) - 1), torch.ones(len(true), dtype=torch.float64), accumulate=True
@@ -142,9 +143,8 @@ def main() -> None:
             errors.setdefault(name, []).append(
                 [float((chosen - d["true"])[~fit & (d["ratio"] == r)].abs().double().mean()) for r in ratios]
             )
-    print(
-        f"{len(d['true'])} validation blanks; mean length error on the held-out half, ratios {', '.join(map(str, ratios))}:"
-    )
+    shown = ", ".join(map(str, ratios))
+    print(f"{len(d['true'])} validation blanks; mean length error on the held-out half, ratios {shown}:")
     for name, both in errors.items():
         by_ratio = torch.tensor(both).mean(0)
         print(f"  {name:17s} " + "  ".join(f"{e:.2f}" for e in by_ratio) + f"   (all: {float(by_ratio.mean()):.2f})")

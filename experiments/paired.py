@@ -136,17 +136,16 @@ def main() -> None:
     fills, blanks, captions = read_results(args.project, args.dataset, [args.a, args.b])
     rows = fills.merge(blanks[["blank_id", "image_id", "ratio", "blank"]], on="blank_id")
     rows["hit"] = rows["fill"] == rows["blank"]
-    refs = dict(zip(blanks["blank_id"], references(captions).loc[blanks["image_id"]]))
-    print(
-        f"{args.metric}, {args.a} - {args.b}, {args.dataset}: whole test set [95% interval over {args.samples} draws of its images]"
-    )
+    refs = dict(zip(blanks["blank_id"], references(captions).loc[blanks["image_id"]], strict=True))
+    interval = f"[95% interval over {args.samples} draws of its images]"
+    print(f"{args.metric}, {args.a} - {args.b}, {args.dataset}: whole test set {interval}")
     for (setting, ratio), group in rows.groupby(["setting", "ratio"]):
         if set(group["method"]) != {args.a, args.b}:
             continue  # a setting only one of them runs in
         images = np.unique(group["image_id"])
         by_method = {m: group[group["method"] == m] for m in (args.a, args.b)}
         if args.metric == "CIDEr":
-            runs = {m: dict(zip(f["blank_id"], f["sentence"])) for m, f in by_method.items()}
+            runs = {m: dict(zip(f["blank_id"], f["sentence"], strict=True)) for m, f in by_method.items()}
             scored = tokenized(refs, runs)
             blanks_of = by_method[args.a].groupby("image_id")["blank_id"].agg(list).to_dict()
             score = {m: drawn_cider(*scored[m], blanks_of, images) for m in runs}
@@ -154,9 +153,8 @@ def main() -> None:
             score = {m: (lambda drawn, f=f: exact(f, drawn)) for m, f in by_method.items()}
         differences = np.array([score[args.a](d) - score[args.b](d) for d in draws(images, args.samples, args.seed)])
         low, high = np.percentile(differences[1:], [2.5, 97.5])
-        print(
-            f"{setting:8} {ratio:<5g} {differences[0]:+.4f} [{low:+.4f}, {high:+.4f}]  ({len(group) // 2} blanks, {len(images)} images)"
-        )
+        counts = f"({len(group) // 2} blanks, {len(images)} images)"
+        print(f"{setting:8} {ratio:<5g} {differences[0]:+.4f} [{low:+.4f}, {high:+.4f}]  {counts}")
 
 
 if __name__ == "__main__":

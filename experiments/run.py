@@ -112,7 +112,7 @@ def repro(project: Path, log: Path) -> dict[str, float]:
     if dvc.returncode:
         sys.exit(f"dvc repro failed in {project} (exit {dvc.returncode}); its output is in {log}")
     ends = [start for _, start in starts[1:]] + [time.monotonic()]
-    return {stage: round(end - start, 1) for (stage, start), end in zip(starts, ends)}
+    return {stage: round(end - start, 1) for (stage, start), end in zip(starts, ends, strict=True)}
 
 
 def keep_results(project: Path, results: Path, datasets: list[str]) -> None:

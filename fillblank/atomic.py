@@ -39,19 +39,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def check_writable(*paths: str | os.PathLike) -> None:
-    """Stop with one line unless a file can be written beside each of `paths` (its folder made
-    if need be): a stage calls this before its work, so that a read-only or missing folder
-    is found in a second, not after hours."""
+    """Stop with one line unless a file can be written where each of `paths` goes (in its
+    folder, or in the nearest folder above it that exists: nothing is created here). A
+    stage calls this before its work, so that a read-only or blocked folder is found in a
+    second, not after hours."""
     for path in map(Path, paths):
-        probe = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        there = next(folder for folder in (path.parent, *path.parent.parents) if folder.exists() or folder == Path())
+        if not there.is_dir():
+            raise UserError(f"{there}: not a folder, so {path} cannot be written")
+        probe = there / f".{path.name}.tmp-{os.getpid()}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as error:
-            raise UserError(
-                f"{error.filename or path.parent}: cannot write {path.name} there ({error.strerror})"
-            ) from None
+            raise UserError(f"{there}: cannot write {path.name} there ({error.strerror})") from None
 
 
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:

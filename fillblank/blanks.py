@@ -68,14 +68,14 @@ def table(captions: pa.Table, ratios: Sequence[float], images: int | None = None
         test = test.filter(pc.is_in(test["image_id"], first))
     rows = {name: [] for name in SCHEMA.names}
     for image_id, sentence_id, tokens in zip(
-        *(test[name].to_pylist() for name in ("image_id", "sentence_id", "tokens"))
+        *(test[name].to_pylist() for name in ("image_id", "sentence_id", "tokens")), strict=True
     ):
         if not tokens:
             raise UserError(f"{split} caption {sentence_id} (image {image_id}) has no words to blank")
         for ratio in ratios:
             left, blank, right = cut(tokens, ratio)
             for name, value in zip(
-                SCHEMA.names, (len(rows["blank_id"]), image_id, sentence_id, ratio, left, blank, right)
+                SCHEMA.names, (len(rows["blank_id"]), image_id, sentence_id, ratio, left, blank, right), strict=True
             ):
                 rows[name].append(value)
     return pa.table(rows, schema=SCHEMA)

@@ -183,10 +183,10 @@ def rank(
 
 def fill(args: argparse.Namespace) -> None:
     caption = parse_caption(args.caption)
+    p = params.load(args.params).fill
     image = read_image(args.image)
     inputs = locate(args)
     entry = registry.entry(args.method)
-    p = params.load(args.params).fill
     if args.length is None:  # the method chooses the length, by the rule tuned for these models
         p = rule_of(p, entry, inputs)
     vocab = Vocab.load(inputs.vocab)
@@ -290,8 +290,8 @@ def parser() -> argparse.ArgumentParser:
         type=positive,
         default=None,
         metavar="K",
-        help="how many fills to print, best first (default: fill.m_best, as the fill stage searches); methods that rank "
-        "(see `fillblank methods`) give several, the others one; above fill.m_best it widens BiBS's search",
+        help="how many fills to print, best first (default: fill.m_best, as the fill stage searches); methods that "
+        "rank (see `fillblank methods`) give several, the others one; above fill.m_best it widens BiBS's search",
     )
     option(
         "--dataset",

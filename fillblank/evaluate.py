@@ -182,12 +182,12 @@ def check_fills(fills: pd.DataFrame, blanks: pd.DataFrame, path: Path, settings:
         raise UserError(f"{path}: unknown setting(s) {', '.join(map(repr, sorted(unknown)))} (expected known, unknown)")
     if missing := [setting for setting in settings if setting not in set(fills["setting"])]:
         raise UserError(
-            f"{path}: no fills with the length {' or '.join(missing)}, which the method runs in; `dvc repro` makes them again"
+            f"{path}: no fills with the length {' or '.join(missing)}, which the method runs in; "
+            "`dvc repro` makes them again"
         )
     if len(odd := fills[~np.isfinite(fills["score"].to_numpy(dtype=float))]):
-        raise UserError(
-            f"{path}: blank {odd['blank_id'].iloc[0]} ({odd['setting'].iloc[0]} length) has score {odd['score'].iloc[0]}, not a finite number"
-        )
+        where = f"blank {odd['blank_id'].iloc[0]} ({odd['setting'].iloc[0]} length)"
+        raise UserError(f"{path}: {where} has score {odd['score'].iloc[0]}, not a finite number")
     twice = fills[fills.duplicated(["setting", "blank_id"])]
     if len(twice):
         raise UserError(
@@ -201,9 +201,8 @@ def check_fills(fills: pd.DataFrame, blanks: pd.DataFrame, path: Path, settings:
                 f"{path}: {setting}-length fills for {some(stray)}, which are not in the blank set; {remedy}"
             )
         if missing := expected - ids:
-            raise UserError(
-                f"{path}: the {setting}-length fills cover {len(ids)} of {len(expected)} blanks ({some(missing)} missing); {remedy}"
-            )
+            covered = f"cover {len(ids)} of {len(expected)} blanks ({some(missing)} missing)"
+            raise UserError(f"{path}: the {setting}-length fills {covered}; {remedy}")
 
     rows = fills.merge(blanks, on="blank_id")
     for row in rows.itertuples():
@@ -248,7 +247,7 @@ def evaluate(
             "the blank set holds the captions of one image: CIDEr weighs an n-gram by how few images' "
             "references hold it, so with one image it is 0 for every fill; blank two images or more"
         )
-    refs = dict(zip(blanks["blank_id"], refs_of_image.loc[blanks["image_id"]]))
+    refs = dict(zip(blanks["blank_id"], refs_of_image.loc[blanks["image_id"]], strict=True))
 
     methods = list(dict.fromkeys(fills["method"]))
     oracle = next((m for m in methods if registry.entry(m).role == "oracle"), None)
@@ -260,7 +259,9 @@ def evaluate(
     groups = dict(list(rows.groupby(["setting", "method", "ratio"])))
     in_order = sorted(groups, key=lambda key: (SETTINGS.index(key[0]), methods.index(key[1]), key[2]))
     groups = {key: groups[key] for key in in_order}
-    coco = score(refs, {key: dict(zip(group["blank_id"], group["sentence"])) for key, group in groups.items()})
+    coco = score(
+        refs, {key: dict(zip(group["blank_id"], group["sentence"], strict=True)) for key, group in groups.items()}
+    )
     best = rows[rows["method"] == oracle].set_index(["setting", "blank_id"])["ranked"]
 
     metrics: dict = {}

@@ -223,7 +223,9 @@ def render(rows: list[tuple[str, float | None, float | None, str]], headers: tup
     ]
     table = [("metric", *headers, ""), *cells]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table
+    )
 
 
 def read_metrics(path: Path) -> dict:

@@ -155,7 +155,8 @@ def chart(metrics: dict, metric: str, title: str) -> str:
 
     e = html.escape
     svg = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
         '<rect width="100%" height="100%" fill="white"/>',
         f'<text x="{left}" y="22" font-size="14">{e(title)}</text>',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
@@ -176,9 +177,8 @@ def chart(metrics: dict, metric: str, title: str) -> str:
         svg.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
         svg += [f'<circle cx="{c.split(",")[0]}" cy="{c.split(",")[1]}" r="3" fill="{colour}"/>' for c in path.split()]
         ly = top + 8 + n * 16
-        svg.append(
-            f'<line x1="{left + plot_w + 16}" y1="{ly}" x2="{left + plot_w + 40}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>'
-        )
+        x1, x2 = left + plot_w + 16, left + plot_w + 40
+        svg.append(f'<line x1="{x1}" y1="{ly}" x2="{x2}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>')
         svg.append(f'<text x="{left + plot_w + 46}" y="{ly + 4}">{e(method)}, {setting}</text>')
     return "\n".join(svg + ["</svg>"]) + "\n"
 
@@ -195,7 +195,9 @@ def pick_examples(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFr
     cache: dict[tuple[int, str], float] = {}
     rows = fills.merge(blanks, on="blank_id")
     bleus = []
-    for image, sentence in tqdm(zip(rows["image_id"], rows["sentence"]), total=len(rows), desc="sentence BLEU"):
+    for image, sentence in tqdm(
+        zip(rows["image_id"], rows["sentence"], strict=True), total=len(rows), desc="sentence BLEU"
+    ):
         if (image, sentence) not in cache:
             cache[image, sentence] = sentence_bleu(refs[image], sentence.split(), smoothing_function=smooth)
         bleus.append(cache[image, sentence])
@@ -208,7 +210,7 @@ def pick_examples(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFr
     first = captions.drop_duplicates("image_id").set_index("image_id")
     raws = captions.groupby("image_id")["raw"].agg(list)
     examples = []
-    for setting, blank_id in zip(chosen["setting"], chosen["blank_id"]):
+    for setting, blank_id in zip(chosen["setting"], chosen["blank_id"], strict=True):
         group = rows[(rows["setting"] == setting) & (rows["blank_id"] == blank_id)]
         head = group.iloc[0]
         examples.append(
@@ -217,7 +219,7 @@ def pick_examples(fills: pd.DataFrame, blanks: pd.DataFrame, captions: pd.DataFr
                 "setting": setting,
                 "filename": first.loc[head["image_id"], "filename"],
                 "references": raws[head["image_id"]],
-                "fills": list(zip(group["method"], group["fill"], group["bleu"])),
+                "fills": list(zip(group["method"], group["fill"], group["bleu"], strict=True)),
             }
         )
     return examples
@@ -285,14 +287,14 @@ def gallery(examples: list[dict], images: dict[str, str], title: str) -> str:
             f'<img src="{images[ex["filename"]]}" alt="{e(ex["filename"])}">',
             "<div>",
             f"<h2>blank {ex['blank_id']} · ratio {ex['ratio']:g} · {length}</h2>",
-            f'<p class="blanked">{e(" ".join(ex["left"]))} <span class="gap">{gap}</span> {e(" ".join(ex["right"]))}</p>',
+            f'<p class="blanked">{e(" ".join(ex["left"]))} <span class="gap">{gap}</span> '
+            f"{e(' '.join(ex['right']))}</p>",
             "<table><tr><th>method</th><th>filled caption</th><th>sentence BLEU</th></tr>",
         ]
         for method, fill, bleu in ex["fills"]:
             sentence = f"{e(' '.join(ex['left']))} <mark>{e(' '.join(fill)) or '∅'}</mark> {e(' '.join(ex['right']))}"
-            parts.append(
-                f'<tr data-method="{e(method)}"><td>{e(method)}</td><td>{sentence}</td><td class="bleu">{bleu:.3f}</td></tr>'
-            )
+            cells = f'<td>{e(method)}</td><td>{sentence}</td><td class="bleu">{bleu:.3f}</td>'
+            parts.append(f'<tr data-method="{e(method)}">{cells}</tr>')
         parts += [
             "</table>",
             "<ol>",

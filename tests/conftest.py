@@ -1,25 +1,30 @@
 """Shared helpers and fixtures: the repository root, a runner for stage modules as DVC runs
-them, fresh copies of the repository with params merged in, and a small trained `shapes`."""
+them, fresh copies of the repository with params merged in, and the `shapes` pipeline built
+once per test run."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 # clone(dest, params): the project's files as a fresh clone has them, with params merged in;
 # write_params(dest, params): only its params.yaml
-from experiments.run import write_params
-from fillblank import train
-from fillblank.params import ShapesSource, TrainSettings
+from experiments.run import copy_project as clone
+from experiments.run import merge, write_params  # noqa: F401 (write_params: for the tests that import it from here)
+from fillblank import params
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FLICKR8K = REPO.parent / "shared" / "data" / "flickr8k-dev"
+PARAMS = params.load(REPO / "params.yaml")  # the project's own: the method list and every setting tests read
 
 
 def sh(*args: str, cwd: Path) -> str:
-    """Run a command with this environment's programs (dvc) first on PATH; its stdout, or a failure showing both outputs."""
+    """Run a command with this environment's programs (dvc) first on PATH; its stdout, or a
+    failure showing both outputs."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
@@ -31,6 +36,14 @@ def run_stage(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "stages." + args[0], *args[1:]], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+def regression(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m fillblank.regression ARGS` in folder `cwd`, as `make regression` runs it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "fillblank.regression", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
 
 
@@ -50,38 +63,33 @@ def params_file(tmp_path: Path):
     return write
 
 
-# A small `shapes`: built in about a minute on two cores, large enough to fill blanks well.
-SHAPES = ShapesSource(seed=0, train=300, val=30, test=30, image_size=64)
-TRAIN = TrainSettings(
-    seed=0,
-    embed=64,
-    hidden=128,
-    dropout=0.2,
-    lr=0.003,
-    rms_decay=0.99,
-    clip=5.0,
-    batch_size=25,
-    max_epochs=20,
-    patience=5,
-)
-
-
 @pytest.fixture(scope="session")
-def shapes_project(tmp_path_factory) -> Path:
-    """A project folder as `dvc repro` leaves it after training, for the small `shapes`
-    above: its params.yaml and what the download, prepare, features, both train stages and
-    the length rule's tuning write. It takes about a minute, so the tests that use it are marked slow."""
-    root = tmp_path_factory.mktemp("project")
-    write_params(
-        root, {"sources": {"shapes": SHAPES.model_dump()}, "train": {"overrides": {"shapes": TRAIN.model_dump()}}}
-    )
-    for stage, *direction in [
-        ("download",),
-        ("prepare",),
-        ("features",),
-        *(("train", d) for d in train.DIRECTIONS),
-        ("length",),
-    ]:
-        result = run_stage(stage, "shapes", *direction, cwd=root)
-        assert result.returncode == 0, f"{stage} {' '.join(direction)}:\n{result.stdout}\n{result.stderr}"
+def built_shapes(tmp_path_factory) -> Path:
+    """The project as a fresh clone's `dvc repro` leaves it: the default `shapes` pipeline,
+    built once per test run (about ten minutes on two cores) and shared by every test that
+    needs trained models or the pipeline's outputs, the regression check among them. Tests
+    read it; one that changes it works on `copy_of(built_shapes, ...)`."""
+    root = clone(tmp_path_factory.mktemp("built") / "project", {})
+    sh("dvc", "repro", cwd=root)
     return root
+
+
+def copy_of(project: Path, dest: Path) -> Path:
+    """A copy of a built project, its DVC cache and outputs included: `dvc repro` there runs
+    only what a change needs."""
+    shutil.copytree(project, dest, symlinks=True)
+    return dest
+
+
+def merged_params(project: Path, changes: dict) -> None:
+    """Merge `changes` over `project`'s params.yaml, key by key."""
+    path = project / "params.yaml"
+    path.write_text(yaml.safe_dump(merge(yaml.safe_load(path.read_text()), changes), sort_keys=False))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, every test of the built pipeline runs in the one worker that builds
+    it (`--dist loadgroup`); the others spread over the rest."""
+    for item in items:
+        if "built_shapes" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("built_shapes"))

@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 import yaml
 from PIL import Image
 
+from fillblank.decode import registry
+
 CAPTIONS = {
     10: ("a red circle is left of a blue square", "there is one red circle and one blue square"),
     11: ("a small green star is above a black diamond", "two shapes a green star over a black diamond"),
@@ -99,7 +101,7 @@ def write_dataset(root: Path) -> Path:
         (root / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     write(root / "data/prepared/shapes/captions.parquet", pd.DataFrame(captions))
     write(root / "data/blanks/shapes.parquet", pd.DataFrame(blanks))
-    mkdir(root / "data/length/shapes.json").write_text(json.dumps({"length_bonus": 0.0}))  # no bonus: S(Y) alone
+    mkdir(root / "data/length/shapes.json").write_text(json.dumps(tuned_length(0.0)))  # no bonus: S(Y) alone
     for method, filler in FILLERS.items():
         settings = ("unknown",) if method == "bibs_unknown" else ("known", "unknown")
         rows = []
@@ -138,3 +140,8 @@ def write(path: Path, frame: pd.DataFrame) -> None:
 def mkdir(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def tuned_length(bonus: float) -> dict:
+    """A data/length/<dataset>.json that stage length could have written: `bonus` for every scale."""
+    return {"scales": {name: {"length_bonus": bonus} for name in registry.scales()}}

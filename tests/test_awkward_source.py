@@ -70,7 +70,7 @@ SMALL = {
     "prepare": {"min_count": 1, "max_dropped": 0.2},
     "features": {"max_skipped": 0.3, "workers": 0},
     "train": {"overrides": {"flickr8k": {"embed": 16, "hidden": 16, "max_epochs": 2, "patience": 1}}},
-    "infill": {
+    "infiller": {
         "overrides": {
             "flickr8k": {"width": 16, "heads": 2, "layers": 1, "feedforward": 32, "max_epochs": 2, "patience": 1}
         }

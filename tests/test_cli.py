@@ -1,4 +1,4 @@
-"""The `fillblank` command, run as a user runs it, on `shapes` captioners trained in this session."""
+"""The `fillblank` command, run as a user runs it, on the `shapes` models of the built pipeline."""
 
 import json
 import shutil
@@ -12,22 +12,26 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import SHAPES
+from conftest import PARAMS
 from PIL import Image
 from toy_models import fill_params, random_models
 
 from fillblank import blanks, cli
+from fillblank.captioner import Captioner
+from fillblank.checkpoint import load_checkpoint, read_checkpoint
 from fillblank.data.text import END_ID, START_ID, Vocab
 from fillblank.decode import registry
 from fillblank.decode.step import Blanks
 from fillblank.errors import UserError
-from fillblank.model import load_checkpoint
 
 
 @pytest.fixture
-def in_project(shapes_project, monkeypatch) -> Path:
-    monkeypatch.chdir(shapes_project)
-    return shapes_project
+def in_project(built_shapes, monkeypatch) -> Path:
+    monkeypatch.chdir(built_shapes)
+    return built_shapes
+
+
+FIRST_TEST_IMAGE = PARAMS.sources.shapes.train + PARAMS.sources.shapes.val  # shapes numbers its images train, val, test
 
 
 def image_file(project: Path, image_id: int, dest: Path) -> Path:
@@ -59,7 +63,7 @@ def sentence_score(vocab: Vocab, project: Path, image: torch.Tensor, words: list
     """S(Y) of a whole sentence by the captioners' batch `forward`, not the decoders' `step`."""
     total = 0.0
     for direction, ordered in (("forward", words), ("backward", words[::-1])):
-        model = load_checkpoint(project / f"data/models/shapes/{direction}.pt", vocab)
+        model = load_checkpoint(project / f"data/models/shapes/{direction}.pt", vocab, Captioner)
         tokens = torch.tensor([[START_ID, *vocab.ids(ordered)]])  # shape: (1, T)
         targets = torch.tensor([[*vocab.ids(ordered), END_ID]])  # shape: (1, T)
         with torch.no_grad():
@@ -124,12 +128,21 @@ def test_without_trained_models_it_says_how_to_train_them(capsys, tmp_path, monk
     image = png(tmp_path / "photo.png")
     status, _, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a ___ circle")
     assert status == 2 and err.count("\n") == 1
-    assert "no trained models for shapes yet" in err and "data/models/shapes" in err and "dvc repro train" in err
+    assert f"no trained models in {Path('data/models/shapes')}" in err and "dvc repro train" in err
 
     status, _, err = fillblank(
         capsys, "fill", "--image", str(image), "--caption", "a ___ circle", "--models", str(tmp_path)
     )
-    assert status == 2 and f"missing in {tmp_path}" in err
+    assert status == 2 and f"no trained models in {tmp_path}" in err
+
+
+def test_a_params_file_that_is_not_yaml_is_one_line_naming_its_line_and_column(capsys, tmp_path):
+    (tmp_path / "bad.yaml").write_text("fill:\n  beam: [3\n")
+    status, _, err = fillblank(
+        capsys, "fill", "--image", "x.png", "--caption", "a ___", "--params", str(tmp_path / "bad.yaml")
+    )
+    problem = "not valid YAML at line 3, column 1: expected ',' or ']', but got '<stream end>'"
+    assert (status, err) == (2, f"error: {tmp_path / 'bad.yaml'}: {problem}\n")
 
 
 @pytest.mark.parametrize(
@@ -171,9 +184,10 @@ def test_methods_lists_every_method_with_its_settings(capsys):
     assert status == 0
     lines = {line.split()[0]: line for line in out.splitlines()}
     assert list(lines) == list(registry.methods())
-    assert lines["bibs_unknown"].endswith("(bidirectional; unknown length)")
-    assert lines["bibs"].endswith("(bidirectional; known and unknown length; ranks --top fills)")
-    assert lines["exact"].endswith("(oracle; known and unknown length)")
+    assert lines["bibs_unknown"].endswith("(bidirectional; scale captioners; unknown length)")
+    assert lines["bibs"].endswith("(bidirectional; scale captioners; known and unknown length; ranks --top fills)")
+    assert lines["exact"].endswith("(oracle; scale captioners; known and unknown length)")
+    assert lines["infill"].endswith("(infiller; scale infiller; known and unknown length)")
 
 
 # ---------------------------------------------------------------------------- filling
@@ -183,36 +197,49 @@ def test_the_first_fill_printed_is_the_fill_stage_s_whatever_top_asks_up_to_m_be
     models = random_models(vocab=30, seed=5)
     generator = torch.Generator().manual_seed(5)
     p = fill_params(beam=4, m_best=3, sweeps=2, max_length=4, length_bonus=1.0)
-    words = lambda: torch.randint(
-        4, 30, (int(torch.randint(0, 4, (1,), generator=generator)),), generator=generator
-    ).tolist()  # noqa: E731
-    for blank in range(16):  # 0 to 3 words a side, where a different `m_best` gave another best fill
+
+    def words() -> list[int]:
+        return torch.randint(
+            4, 30, (int(torch.randint(0, 4, (1,), generator=generator)),), generator=generator
+        ).tolist()
+
+    for _ in range(16):  # blanks of 0 to 3 words a side, where a different `m_best` gave another best fill
         one = Blanks(torch.randn(1, 3, generator=generator), [words()], [words()])
         for length in (3, None):
             [stage_fill] = registry.methods()["bibs"].fill(models, one, length, p)
             for top in (None, 1, 2, 3):
-                ranked = cli.rank("bibs", models, one, length, p, top)
+                ranked = cli.rank(registry.entry("bibs"), models, one, length, p, top)
                 assert ranked[0][0] == stage_fill and len(ranked) <= (top or p.m_best)
 
 
 @pytest.mark.slow
-def test_fill_prints_the_best_fills_with_their_scores(capsys, in_project, tmp_path):
-    image = image_file(in_project, SHAPES.train + SHAPES.val, tmp_path)
+def test_fill_lists_the_best_fills_in_the_order_of_the_score_it_prints(capsys, in_project, tmp_path):
+    """With the length auto, bibs ranks by S(Y) plus the length bonus: that is printed first,
+    in order, and S(Y) beside it."""
+    image = image_file(in_project, FIRST_TEST_IMAGE, tmp_path)
     status, out, err = fillblank(
         capsys, "fill", "--image", str(image), "--caption", "there ___ in the picture", "--top=3"
     )
     assert status == 0, err
     header, *rows = out.splitlines()
-    assert header.startswith("there ___ in the picture")
+    bonus = json.loads((in_project / "data/length/shapes.json").read_text())["scales"]["captioners"]["length_bonus"]
+    assert header.startswith("there ___ in the picture   (bibs, shapes, length auto; ")
+    assert f"ranked by S(Y) + {bonus:g} x words, then S(Y)" in header
     assert 1 <= len(rows) <= 3
-    scores = [float(row.split()[1]) for row in rows]
-    assert scores == sorted(scores, reverse=True)
-    assert all(row.split(None, 2)[2].startswith("there [") and row.endswith("] in the picture") for row in rows)
+    ranked, scores = ([float(row.split()[column]) for row in rows] for column in (1, 2))
+    assert ranked == sorted(ranked, reverse=True)
+    for row, by, score in zip(rows, ranked, scores, strict=True):
+        assert row.split(None, 3)[3].startswith("there [") and row.endswith("] in the picture")
+        words = row.split("[")[1].split("]")[0].split()
+        assert by == pytest.approx(score + bonus * len(words), abs=2e-3)
+
+    result = fill_json(capsys, "--image", str(image), "--caption", "there ___ in the picture", "--top=3")
+    assert result["length_bonus"] == bonus and [e["ranked"] for e in result["fills"]] == pytest.approx(ranked, abs=1e-3)
 
 
 @pytest.mark.slow
 def test_json_fills_keep_the_context_and_the_given_length_and_score_the_whole_sentence(capsys, in_project, tmp_path):
-    image = image_file(in_project, SHAPES.train + SHAPES.val + 1, tmp_path)
+    image = image_file(in_project, FIRST_TEST_IMAGE + 1, tmp_path)
     result = fill_json(
         capsys, "--image", str(image), "--caption", "A small ___ is at the top.", "--length=2", "--top=4"
     )
@@ -268,6 +295,51 @@ def test_models_elsewhere_are_found_with_models_dir(capsys, in_project, tmp_path
     assert len(result["fills"]) == 1
 
 
+def models_of(dataset: str, project: Path, dest: Path) -> Path:
+    """The project's captioners, their checkpoints saying they were trained on `dataset`."""
+    dest.mkdir()
+    for direction in ("forward", "backward"):
+        checkpoint = read_checkpoint(project / f"data/models/shapes/{direction}.pt")
+        checkpoint["config"]["dataset"] = dataset
+        torch.save(checkpoint, dest / f"{direction}.pt")
+    return dest
+
+
+def test_the_dataset_is_the_one_the_checkpoints_name_and_another_is_refused(capsys, in_project, tmp_path):
+    image = image_file(in_project, 0, tmp_path)
+    ask = ("fill", "--image", str(image), "--caption", "a zebra ___ circle", "--length", "1")
+    status, _, err = fillblank(capsys, *ask, "--dataset", "flickr8k")
+    assert status == 2 and err.startswith(f"error: no trained models in {Path('data/models/flickr8k')} ")
+
+    status, _, err = fillblank(
+        capsys, *ask, "--dataset", "flickr8k", "--models", str(in_project / "data/models/shapes")
+    )
+    shapes = in_project / "data/models/shapes"
+    assert (status, err) == (
+        2,
+        f"error: {shapes}: the captioners were trained on shapes, not flickr8k; drop --dataset\n",
+    )
+    flickr = models_of("flickr8k", in_project, tmp_path / "flickr8k-models")
+    vocab, features = in_project / "data/prepared/shapes/vocab.json", in_project / "data/features/shapes.h5"
+    given = ("--models", str(flickr), "--vocab", str(vocab), "--features", str(features))
+    status, _, err = fillblank(capsys, *ask, *given)
+    assert status == 0 and "warning: not in the flickr8k vocabulary, read as <unk>: zebra" in err
+    result = fill_json(capsys, *ask[1:], *given)
+    assert result["dataset"] == "flickr8k"
+
+
+def test_a_length_rule_tuned_for_other_models_is_refused(capsys, in_project, tmp_path):
+    image = image_file(in_project, 0, tmp_path)
+    ask = ("fill", "--image", str(image), "--caption", "a ___ circle")
+    assert fillblank(capsys, *ask)[0] == 0  # the project's own rule, tuned for its models
+    other = tmp_path / "other.json"
+    tuned = json.loads((in_project / "data/length/shapes.json").read_text())
+    other.write_text(json.dumps(tuned | {"models": tuned["models"] | {"forward": "0" * 64}}))
+    status, _, err = fillblank(capsys, *ask, "--length-rule", str(other))
+    assert status == 2 and err.startswith(f"error: {other}: tuned for other models than ") and err.count("\n") == 1
+    assert fillblank(capsys, *ask, "--length-rule", str(other), "--length", "2")[0] == 0  # a given length needs no rule
+
+
 def test_a_swapped_pair_or_models_of_other_features_are_refused_not_decoded(capsys, in_project, tmp_path):
     image = image_file(in_project, 0, tmp_path)
     ask = ("fill", "--image", str(image), "--caption", "a ___ circle")
@@ -298,7 +370,7 @@ def test_a_vocab_file_that_is_not_one_is_one_line(capsys, in_project, tmp_path):
 def test_a_method_without_the_infiller_does_not_read_it(capsys, in_project, tmp_path):
     mine = tmp_path / "mine"
     shutil.copytree(in_project / "data/models/shapes", mine)
-    (mine / "infill.pt").write_bytes(b"broken")
+    (mine / "infiller.pt").write_bytes(b"broken")
     image = image_file(in_project, 0, tmp_path)
     assert (
         len(
@@ -314,24 +386,24 @@ def test_a_method_without_the_infiller_does_not_read_it(capsys, in_project, tmp_
 
 
 @pytest.mark.slow
-def test_the_image_goes_through_the_backbone_and_transform_the_features_file_records(shapes_project, tmp_path):
-    h5 = shapes_project / "data/features/shapes.h5"
+def test_the_image_goes_through_the_backbone_and_transform_the_features_file_records(built_shapes, tmp_path):
+    h5 = built_shapes / "data/features/shapes.h5"
     with h5py.File(h5) as file:
         recorded = file["features"][[3, 40]]
         image_ids = file["image_ids"][[3, 40]]
-    for image_id, row in zip(image_ids, recorded):
-        computed = cli.image_features(cli.read_image(image_file(shapes_project, int(image_id), tmp_path)), h5)
+    for image_id, row in zip(image_ids, recorded, strict=True):
+        computed = cli.image_features(cli.read_image(image_file(built_shapes, int(image_id), tmp_path)), h5)
         np.testing.assert_allclose(computed[0].numpy(), row, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow
-def test_features_made_with_another_transform_are_refused(shapes_project, tmp_path):
+def test_features_made_with_another_transform_are_refused(built_shapes, tmp_path):
     h5 = tmp_path / "shapes.h5"
-    shutil.copy(shapes_project / "data/features/shapes.h5", h5)
+    shutil.copy(built_shapes / "data/features/shapes.h5", h5)
     with h5py.File(h5, "a") as file:
         file.attrs["transform"] = "Resize(128)"
     with pytest.raises(UserError, match="records transform 'Resize\\(128\\)', but efficientnet_lite0 here gives"):
-        cli.image_features(cli.read_image(image_file(shapes_project, 0, tmp_path)), h5)
+        cli.image_features(cli.read_image(image_file(built_shapes, 0, tmp_path)), h5)
 
 
 # ---------------------------------------------------------------------------- what it must show

@@ -9,8 +9,9 @@ from fillblank.data.text import END_ID, SPECIALS
 from fillblank.decode import fill
 from fillblank.decode.baselines import beam_search
 from fillblank.decode.bibs import bibs, bibs_unknown, mbest
+from fillblank.decode.models import Models
 from fillblank.decode.registry import methods
-from fillblank.decode.step import Blanks, Models, advance, side, start
+from fillblank.decode.step import Blanks, advance, side, start
 from fillblank.errors import UserError
 
 WORDS = ["the", "big", "dog", "dogs", "cat", "sleeps", "sleep"]
@@ -87,7 +88,10 @@ def test_bibs_finds_the_sentence_that_every_baseline_misses():
     models = Models(bigram(garden, GARDEN_FORWARD), bigram(garden, GARDEN_BACKWARD))
     blank = Blanks(torch.zeros(1, 1), [ids(garden, "the")], [ids(garden, "sleeps")])
     vocab = list(SPECIALS) + garden
-    said = lambda fills: " ".join(vocab[i] for i in fills[0])
+
+    def said(fills: list[list[int]]) -> str:
+        return " ".join(vocab[i] for i in fills[0])
+
     p = fill_params(beam=1, sweeps=1)
     assert said(methods()["forward"].fill(models, blank, 2, p)) == "red ball"
     assert said(methods()["backward"].fill(models, blank, 2, p)) == "small dog"
@@ -112,7 +116,7 @@ def test_bibs_never_returns_worse_than_the_forward_beam_it_starts_from():
         true_score(models, blanks.features[n], blanks.left[n] + f + blanks.right[n])
         for n, f in enumerate(bibs(models, blanks, 2, p))
     ]
-    assert all(b >= f - 1e-5 for b, f in zip(found, forward))
+    assert all(b >= f - 1e-5 for b, f in zip(found, forward, strict=True))
     assert sum(found) > sum(forward)  # and on a random model, sometimes better
 
 
@@ -125,7 +129,11 @@ def test_fb_max_keeps_the_answer_its_own_captioner_likes_more():
     chosen = methods()["fb_max"].fill(models, blanks, 2, p)
     picked = []
     for n, (f, b) in enumerate(
-        zip(methods()["forward"].fill(models, blanks, 2, p), methods()["backward"].fill(models, blanks, 2, p))
+        zip(
+            methods()["forward"].fill(models, blanks, 2, p),
+            methods()["backward"].fill(models, blanks, 2, p),
+            strict=True,
+        )
     ):
         forward = log_prob(models.forward, blanks.features[n], blanks.left[n] + f + blanks.right[n])
         backward = log_prob(models.backward, blanks.features[n], (blanks.left[n] + b + blanks.right[n])[::-1])
@@ -244,7 +252,10 @@ def test_a_batch_of_blanks_decodes_as_each_blank_alone():
         bibs_unknown(models, blanks.take([n]), None, p)[0] for n in range(len(blanks))
     ]
     every = p.model_copy(update={"m_best": 100})  # all that BiBS scored, not just the winner
-    fills = lambda found: [[fill for fill, _ in ranked] for ranked in found]
+
+    def fills(found: list) -> list[list[list[int]]]:
+        return [[fill for fill, _ in ranked] for ranked in found]
+
     assert fills(mbest(models, blanks, 3, every)) == [
         fills(mbest(models, blanks.take([n]), 3, every))[0] for n in range(len(blanks))
     ]

@@ -42,9 +42,10 @@ def test_with_the_length_unknown_exact_search_maximises_s_plus_the_length_bonus(
     fills, proven = search(models, BLANKS, None, p)
     assert all(proven)
     for n, fill in enumerate(fills):
-        ranked = lambda fill: (
-            true_score(models, BLANKS.features[n], BLANKS.left[n] + fill + BLANKS.right[n]) + bonus * len(fill)
-        )
+
+        def ranked(fill: list[int], n: int = n) -> float:
+            return true_score(models, BLANKS.features[n], BLANKS.left[n] + fill + BLANKS.right[n]) + bonus * len(fill)
+
         best = max(
             ranked(brute_force(models, BLANKS.features[n], BLANKS.left[n], BLANKS.right[n], [k], VOCAB)[0])
             for k in (1, 2, 3)
@@ -63,13 +64,18 @@ def test_exact_search_improves_on_its_seed():
 def test_exact_search_is_never_below_bibs():
     models = random_models(VOCAB, 2)
     p = fill_params(beam=2, max_length=3)
-    for length in (2, 3):
-        score = lambda fills: [
+
+    def score(fills: list[list[int]]) -> list[float]:
+        return [
             true_score(models, BLANKS.features[n], BLANKS.left[n] + f + BLANKS.right[n]) for n, f in enumerate(fills)
         ]
+
+    for length in (2, 3):
         assert all(
             e >= b - 1e-5
-            for e, b in zip(score(exact(models, BLANKS, length, p)), score(bibs(models, BLANKS, length, p)))
+            for e, b in zip(
+                score(exact(models, BLANKS, length, p)), score(bibs(models, BLANKS, length, p)), strict=True
+            )
         )
 
 

@@ -120,7 +120,8 @@ def test_a_missing_row_stops_with_one_line(fitting):
     fills, blanks = fitting
     with pytest.raises(
         UserError,
-        match=r"^bibs.parquet: the known-length fills cover 11 of 12 blanks \(blank 3 missing\); were these fills made from another blank set\?",
+        match=r"^bibs.parquet: the known-length fills cover 11 of 12 blanks \(blank 3 missing\); "
+        r"were these fills made from another blank set\?",
     ):
         check_fills(fills.drop(index=3), blanks, Path("bibs.parquet"), BOTH)
 

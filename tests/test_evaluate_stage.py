@@ -4,7 +4,7 @@ import json
 
 import pytest
 from conftest import run_stage
-from synthetic import write_dataset
+from synthetic import tuned_length, write_dataset
 
 
 def test_the_stage_writes_metrics_tables_and_plot_data(tmp_path, params_file):
@@ -67,7 +67,7 @@ def test_with_the_length_unknown_the_search_error_counts_the_length_bonus(tmp_pa
     write_dataset(tmp_path)
     # forward's unknown-length fills have one word more than exact's and 4 nats less S(Y):
     # with a bonus of 5 nats per word they rank above the oracle's, so no search error.
-    (tmp_path / "data/length/shapes.json").write_text(json.dumps({"length_bonus": 5.0}))
+    (tmp_path / "data/length/shapes.json").write_text(json.dumps(tuned_length(5.0)))
     assert run_stage("evaluate", "shapes", cwd=tmp_path).returncode == 0
     metrics = json.loads((tmp_path / "metrics/shapes.json").read_text())
     assert [metrics[setting]["forward"]["0.5"]["search_error"] for setting in ("known", "unknown")] == [1.0, 0.0]

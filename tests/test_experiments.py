@@ -66,7 +66,7 @@ def test_cider_of_a_draw_is_pycocoevalcaps_on_the_drawn_set_with_each_copy_a_key
     }
     scorer = DrawnCider(gts, res)
     for times in ([1, 1, 1], [2, 0, 1], [0, 3, 1], [1, 0, 0]):
-        copies = [(copy, key) for key, count in zip(scorer.keys, times) for copy in range(count)]
+        copies = [(copy, key) for key, count in zip(scorer.keys, times, strict=True) for copy in range(count)]
         expected, _ = Cider().compute_score({c: gts[c[1]] for c in copies}, {c: res[c[1]] for c in copies})
         assert scorer(np.array(times, dtype=float)) == pytest.approx(expected, rel=1e-12)
 

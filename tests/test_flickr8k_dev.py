@@ -50,7 +50,7 @@ def test_the_pipeline_runs_on_real_flickr8k_and_orders_the_methods_sanely(tmp_pa
     project = clone(tmp_path, params)
     out = sh("dvc", "repro", cwd=project)
 
-    for model in ("forward", "backward", "infill"):
+    for model in ("forward", "backward", "infiller"):
         trained = json.loads((project / f"metrics/train/flickr8k-{model}.json").read_text())
         assert 1 < trained["best_val_perplexity"] < 100, trained
         assert f"flickr8k {model}: val perplexity" in out

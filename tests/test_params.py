@@ -39,7 +39,13 @@ def test_a_stage_with_a_misspelt_key_stops_before_any_work(tmp_path, params_file
     assert not (tmp_path / "raw").exists()
 
 
-def test_invalid_yaml_is_one_line(tmp_path):
-    (tmp_path / "params.yaml").write_text("datasets: [shapes\n")
-    with pytest.raises(UserError, match="not valid YAML"):
+def test_invalid_yaml_is_one_line_naming_the_file_line_and_column(tmp_path):
+    (tmp_path / "params.yaml").write_text("datasets: [shapes]\nfill:\n  beam: 3\n   sweeps: 2\n")
+    result = run_stage("source", "flickr8k", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        "error: params.yaml: not valid YAML at line 4, column 10: mapping values are not allowed here\n",
+    )
+    (tmp_path / "params.yaml").write_bytes(b"datasets: [sh\xe4pes]\n")
+    with pytest.raises(UserError, match=r"params.yaml: not UTF-8 text \(byte 13\)$"):
         params.load(tmp_path / "params.yaml")

@@ -1,5 +1,7 @@
-"""The DVC pipeline itself, on a small `shapes`, in a fresh copy of the repository."""
+"""The DVC pipeline itself: what `dvc repro` runs and refuses in a fresh copy of the repository,
+and a method of one's own added to the built `shapes` pipeline."""
 
+import io
 import json
 import os
 import subprocess
@@ -7,19 +9,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import clone, sh
+from conftest import PARAMS, REPO, clone, copy_of, merged_params, regression, sh
+from PIL import Image
 
-# A small `shapes`: the whole pipeline in a few minutes. Captioners trained on 100 images
-# are unsure enough to send `exact` down thousands of prefixes per blank; 400 keeps it to about
-# a quarter of its time (it then reports the fills it could not prove best), and these tests
-# look at what DVC runs, not at the oracle, nor at the infiller: 4 epochs, not up to 40.
-SMALL = {
-    "sources": {"shapes": {"train": 100, "val": 20, "test": 20}},
-    "fill": {"exact_max_rows": 400},
-    "infill": {"overrides": {"shapes": {"max_epochs": 4}}},
-}
+# A small `shapes`, for the tests of what DVC runs and refuses: they build no models.
+SMALL = {"sources": {"shapes": {"train": 100, "val": 20, "test": 20}}}
 
 
 @pytest.fixture
@@ -50,40 +47,41 @@ def test_changing_a_param_reruns_only_the_stages_that_use_it(small):
     assert "Running stage 'download@shapes'" not in out
 
 
-@pytest.mark.slow  # every stage, then one method's fill, then every fill again: a few minutes
-def test_the_whole_pipeline_then_a_method_of_ones_own_then_a_beam_change_show_in_dvc_metrics_diff(small):
-    out = sh("dvc", "repro", cwd=small)
-    assert "tables in reports/shapes/table.md" in out.splitlines()[-3]  # the last stage's line, before DVC's own
-    table = (small / "reports/shapes/table.md").read_text()
-    for method in ("forward", "backward", "fb_max", "fb_rerank", "bibs", "bibs_unknown", "infill", "exact"):
-        assert f"| {method} |" in table
-    commit(small, "baseline")
+@pytest.mark.slow  # on the built pipeline: one method's fill and the tables, then the blanks of 20 images refilled
+def test_a_method_of_ones_own_is_one_file_and_the_regression_names_its_metrics_new(built_shapes, tmp_path):
+    project = copy_of(built_shapes, tmp_path / "project")
+    commit(project, "the pipeline as built")
 
-    # README "Add your own method": the example goes into methods/ and into fill.methods.
-    (small / "methods/sample_rerank.py").write_text((small / "examples/sample_rerank.py").read_text())
-    params = yaml.safe_load((small / "params.yaml").read_text())
-    params["fill"]["methods"].append("sample_rerank")
-    (small / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = sh("dvc", "repro", cwd=small)
-    assert "Running stage 'fill@shapes-sample_rerank'" in out and "Running stage 'train@" not in out
-    assert "Stage 'fill@shapes-bibs' didn't change, skipping" in out  # stage `code`: the built-ins' code is as it was
-    metrics = json.loads((small / "metrics/shapes.json").read_text())
+    # README, "Add your own method": the example goes into methods/ and into fill.methods.
+    (project / "methods/sample_rerank.py").write_text((project / "examples/sample_rerank.py").read_text())
+    merged_params(project, {"fill": {"methods": [*PARAMS.fill.methods, "sample_rerank"]}})
+    out = sh("dvc", "repro", cwd=project)
+    always = ["source@shapes", "scales@shapes", "code@shapes"]  # always_changed: they run and write the same bytes
+    assert sorted(ran(out)) == sorted([*always, "fill@shapes-sample_rerank", "evaluate@shapes", "report@shapes"]), out
+    metrics = json.loads((project / "metrics/shapes.json").read_text())
     assert set(metrics["known"]["sample_rerank"]) == set(metrics["unknown"]["sample_rerank"]) == {"0.25", "0.5", "0.75"}
-    assert "| sample_rerank |" in (small / "reports/shapes/table.md").read_text()
-    assert ",sample_rerank," in (small / "reports/shapes/plots/unknown.csv").read_text()
-    assert "sample_rerank" in (small / "reports/shapes/plots/CIDEr.svg").read_text()
-    listed = sh("fillblank", "methods", cwd=small)
-    assert listed.splitlines()[-1].startswith("sample_rerank ")
-    diff = sh("dvc", "metrics", "diff", "--md", cwd=small)
+    assert "| sample_rerank |" in (project / "reports/shapes/table.md").read_text()
+    assert ",sample_rerank," in (project / "reports/shapes/plots/unknown.csv").read_text()
+    assert "sample_rerank" in (project / "reports/shapes/plots/CIDEr.svg").read_text()
+    assert sh("fillblank", "methods", cwd=project).splitlines()[-1].startswith("sample_rerank ")
+    diff = sh("dvc", "metrics", "diff", "--md", cwd=project)
     assert "unknown.sample_rerank.0.75.CIDEr" in diff, diff
-    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=small))
+    plots = json.loads(sh("dvc", "plots", "show", "--json", cwd=project))
     drawn = plots["data"]["shapes CIDEr, known length"][0]["content"]["data"]["values"]
     assert {"forward", "bibs", "exact", "sample_rerank"} <= {row["method"] for row in drawn}
-    commit(small, "sample_rerank")
 
-    out = sh("dvc", "exp", "run", "-S", "fill.beam=2", cwd=small)
-    assert "Running stage 'fill@shapes-bibs'" in out and "Running stage 'train@" not in out
-    diff = sh("dvc", "metrics", "diff", "--md", cwd=small)
+    # `make test`'s regression check: the built-ins as committed, the new method's metrics new.
+    check = regression(project, "pipeline", str(REPO / "metrics"), "metrics")
+    assert check.returncode == 0, check.stdout + check.stderr
+    new = [line.split()[0] for line in check.stdout.splitlines()[2:] if line.split()[-1:] == ["new"]]
+    assert new and all(".sample_rerank." in name for name in new), check.stdout
+    assert "metrics moved" not in check.stdout
+    commit(project, "sample_rerank")
+
+    out = sh("dvc", "exp", "run", "-S", "blanks.test_images=20", cwd=project)
+    assert "blanks@shapes" in ran(out) and "fill@shapes-bibs" in ran(out)
+    assert not any(name.startswith("train") for name in ran(out))
+    diff = sh("dvc", "metrics", "diff", "--md", cwd=project)
     assert "metrics/shapes.json" in diff and ".CIDEr" in diff, diff  # it lists only what changed
 
 
@@ -114,21 +112,53 @@ def test_a_misspelt_param_stops_repro_in_one_line_even_when_every_stage_is_cache
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_editing_a_file_in_a_local_source_folder_reruns_download(tmp_path):
+def test_editing_a_caption_in_a_local_source_folder_reruns_what_reads_captions_not_the_cnn(tmp_path):
     source = tmp_path / "flickr8k"
     source.mkdir()
-    images = [{"filename": "a.jpg", "imgid": 0, "split": "train", "sentences": [{"raw": "a dog", "sentid": 0}]}]
+    images = [
+        {"filename": f"{split}.jpg", "imgid": n, "split": split, "sentences": [{"raw": f"a dog {n}", "sentid": n}]}
+        for n, split in enumerate(("train", "val", "test"))
+    ]
     (source / "dataset_flickr8k.json").write_text(json.dumps({"images": images}))
     with zipfile.ZipFile(source / "Flickr8k_Dataset.zip", "w") as archive:
-        archive.writestr("Flicker8k_Dataset/a.jpg", b"not decoded by download")
-    project = clone(tmp_path / "project", {"datasets": ["flickr8k"], "sources": {"flickr8k": str(source)}})
-    assert "Running stage 'download@flickr8k'" in sh("dvc", "repro", "download", cwd=project)
-    assert "Running stage 'download@flickr8k'" not in sh("dvc", "repro", "download", cwd=project)
+        for n, image in enumerate(images):
+            picture = io.BytesIO()
+            Image.new("RGB", (48, 32), (80 * n, 120, 200)).save(picture, "JPEG")
+            archive.writestr(f"Flicker8k_Dataset/{image['filename']}", picture.getvalue())
+    changes = {"datasets": ["flickr8k"], "sources": {"flickr8k": str(source)}, "prepare": {"min_count": 1}}
+    project = clone(tmp_path / "project", changes | {"features": {"workers": 0}})
+    assert "Running stage 'features@flickr8k'" in sh("dvc", "repro", "blanks", cwd=project)
+    assert ran(sh("dvc", "repro", "blanks", cwd=project)) == ["source@flickr8k"]
 
-    images[0]["sentences"][0]["raw"] = "a dog, fixed by hand"
+    images[2]["sentences"][0]["raw"] = "a dog, fixed by hand"
     (source / "dataset_flickr8k.json").write_text(json.dumps({"images": images}))
-    assert "Running stage 'download@flickr8k'" in sh("dvc", "repro", "download", cwd=project)
-    assert "fixed by hand" in (project / "data/raw/flickr8k/dataset_flickr8k.json").read_text()
+    out = sh("dvc", "repro", "blanks", cwd=project)
+    assert ran(out) == ["source@flickr8k", "download@flickr8k", "prepare@flickr8k", "blanks@flickr8k"], out
+    blanked = pq.read_table(project / "data/blanks/flickr8k.parquet").to_pylist()
+    assert [row["left"] + row["blank"] + row["right"] for row in blanked] == [["a", "dog", "fixed", "by", "hand"]] * 3
+
+
+def test_temporaries_of_killed_runs_are_gone_after_repro_and_never_in_a_hash(built_shapes, tmp_path):
+    """A kill -9 leaves `.<name>.tmp-<pid>` beside an output (fillblank/atomic.py); the next
+    `dvc repro` removes it, even when every stage is restored from the cache, and the folder
+    it lies in (data/fills/shapes, which evaluate reads) keeps its hash."""
+    project = copy_of(built_shapes, tmp_path / "project")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid: a process that is gone, as a killed stage is
+    leftovers = [
+        project / f"data/{name}.tmp-{dead.pid}" for name in ("fills/shapes/.bibs.parquet", "features/.shapes.h5")
+    ]
+    for leftover in leftovers:
+        leftover.write_bytes(b"half a file")
+    out = sh("dvc", "repro", cwd=project)
+    assert sorted(ran(out)) == ["code@shapes", "scales@shapes", "source@shapes"], out  # evaluate: no change
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert "removed data/fills/shapes/.bibs.parquet.tmp-" in out
+
+
+def ran(out: str) -> list[str]:
+    """The stages `dvc repro` ran, in order."""
+    return [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
 
 
 def test_dvc_exp_run_with_a_misspelt_key_stops_in_one_line(small):

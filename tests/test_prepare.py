@@ -107,7 +107,8 @@ def test_vocabulary_counts_the_train_split_only(tmp_path, params_file):
                     ]
                 }
             ).encode(),
-            "4 bad entries: image 1 (1.jpg): imgid '1' is not an integer; image True (2.jpg): imgid True is not an integer; "
+            "4 bad entries: image 1 (1.jpg): imgid '1' is not an integer; "
+            "image True (2.jpg): imgid True is not an integer; "
             "image 1.5 (3.jpg): imgid 1.5 is not an integer; and 1 more",
         ),
         (
@@ -120,7 +121,8 @@ def test_vocabulary_counts_the_train_split_only(tmp_path, params_file):
                     ]
                 }
             ).encode(),
-            "3 bad entries: image 1 (1.jpg): unknown split 3 (expected one of train, restval, val, test); image 2 (2.jpg): sentences is not a list of objects; "
+            "3 bad entries: image 1 (1.jpg): unknown split 3 (expected one of train, restval, val, test); "
+            "image 2 (2.jpg): sentences is not a list of objects; "
             "image 3 (5): filename 5 is not a file name",
         ),
     ],
@@ -152,6 +154,7 @@ def test_a_byte_order_mark_accents_and_dropped_captions_are_handled(tmp_path, pa
                 image(0, "train", "Un café naïve", "?!", "a dog"),
                 image(1, "train") | {"sentences": []},
                 image(2, "test", "a cat"),
+                image(3, "val", "a cow"),
             ]
         },
         ensure_ascii=False,
@@ -163,9 +166,9 @@ def test_a_byte_order_mark_accents_and_dropped_captions_are_handled(tmp_path, pa
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("dropped: 2 (listed in out/dropped.json)")
     captions = pq.read_table(tmp_path / "out" / "captions.parquet")
-    assert captions["tokens"].to_pylist() == [["un", "cafe", "naive"], ["a", "dog"], ["a", "cat"]]
+    assert captions["tokens"].to_pylist() == [["un", "cafe", "naive"], ["a", "dog"], ["a", "cat"], ["a", "cow"]]
     assert json.loads((tmp_path / "out" / "dropped.json").read_text()) == {
-        "captions": 3,
+        "captions": 4,
         "dropped": [
             {"image_id": 0, "filename": "0.jpg", "sentence_id": 1, "reason": "empty caption '?!'"},
             {"image_id": 1, "filename": "1.jpg", "sentence_id": None, "reason": "no sentences"},
@@ -184,11 +187,12 @@ def test_more_dropped_than_max_dropped_stops_the_stage_in_one_line(tmp_path, par
 
 
 def test_a_bad_file_stops_the_stage_and_keeps_the_previous_output(tmp_path, params_file):
-    write_dataset(tmp_path / "raw", image(0, "train", "a dog"), name="shapes")
+    every_split = image(0, "train", "a dog"), image(2, "val", "a cow"), image(3, "test", "a yak")
+    write_dataset(tmp_path / "raw", *every_split, name="shapes")
     assert prepare(tmp_path, params_file).returncode == 0
     before = (tmp_path / "out" / "vocab.json").read_bytes()
 
-    write_dataset(tmp_path / "raw", image(0, "train", "a dog"), image(1, "nope", "a cat"), name="shapes")
+    write_dataset(tmp_path / "raw", *every_split, image(1, "nope", "a cat"), name="shapes")
     result = prepare(tmp_path, params_file)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
@@ -197,10 +201,36 @@ def test_a_bad_file_stops_the_stage_and_keeps_the_previous_output(tmp_path, para
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "params.yaml", "raw"]  # no temporary left
 
 
-def test_no_train_split_is_a_clear_error(tmp_path, params_file):
-    write_dataset(tmp_path / "raw", image(0, "val", "a dog"), name="shapes")
+@pytest.mark.parametrize(
+    "missing, why",
+    [
+        ("train", "the vocabulary and the models are learnt from it"),
+        ("val", "training stops early on it, and the length rule is tuned on it"),
+        ("test", "the blank sets are cut from it"),
+    ],
+)
+def test_an_empty_split_stops_the_stage_before_any_image_is_read(tmp_path, params_file, missing, why):
+    images = [image(n, split, "a dog") for n, split in enumerate(("train", "val", "test")) if split != missing]
+    write_dataset(tmp_path / "raw", *images, name="shapes")
     result = prepare(tmp_path, params_file)
-    assert result.returncode == 2 and "no captions in the train split" in result.stderr
+    assert (result.returncode, result.stderr) == (2, f"error: raw: no captions in the {missing} split; {why}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_images_to_extract_are_listed_apart_from_the_captions(tmp_path, params_file):
+    """Stage features reads images.parquet, which a caption's text does not change."""
+    every_split = [image(2, "train", "a dog", "two dogs"), image(1, "val", "a cow"), image(3, "test", "a yak")]
+    write_dataset(tmp_path / "raw", *every_split, name="shapes")
+    assert prepare(tmp_path, params_file).returncode == 0
+    listed = (tmp_path / "out" / "images.parquet").read_bytes()
+    assert pq.read_table(tmp_path / "out" / "images.parquet").to_pydict() == {
+        "image_id": [1, 2, 3],
+        "filename": ["1.jpg", "2.jpg", "3.jpg"],
+    }
+    every_split[0] = image(2, "train", "a dog, fixed by hand", "two dogs")
+    write_dataset(tmp_path / "raw", *every_split, name="shapes")
+    assert prepare(tmp_path, params_file).returncode == 0
+    assert (tmp_path / "out" / "images.parquet").read_bytes() == listed
 
 
 @pytest.mark.skipif(not SHARED_FLICKR8K.exists(), reason="needs ../shared/data/flickr8k-dev")

@@ -3,15 +3,11 @@ decoding change fails it while another machine's kernels pass it."""
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import PARAMS, REPO, regression
 
-from fillblank import params
 from fillblank.errors import UserError
 from fillblank.regression import (
     DECODE_TOLERANCE,
@@ -19,9 +15,10 @@ from fillblank.regression import (
     PIPELINE_TOLERANCE,
     bibs_behind,
     decode_fixture,
+    failures,
     flatten,
     moved,
-    read,
+    read_metrics,
 )
 
 METRICS = {
@@ -76,14 +73,18 @@ def test_each_metric_has_its_own_tolerance_in_the_pipeline_check():
     assert len(moved(METRICS, changed({"known/bibs/0.5/CIDEr": 0.7 * (1 + 2 * cider)}), PIPELINE_TOLERANCE)) == 1
 
 
-def test_new_and_gone_metrics_count_as_moved():
+def test_a_gone_metric_fails_and_a_new_one_is_listed_as_new():
     new = copy.deepcopy(METRICS)
     del new["unknown"]["forward"]["0.5"]["length_error"]
     new["known"]["bibs"]["0.5"]["METEOR"] = 0.2
-    assert [(name, why) for name, *_, why in moved(METRICS, new, TOLERANCE)] == [
+    new["known"]["mine"] = {"0.5": {"CIDEr": 0.9}}  # a method added to methods/
+    rows = moved(METRICS, new, TOLERANCE)
+    assert [(name, why) for name, *_, why in rows] == [
         ("known.bibs.0.5.METEOR", "new"),
+        ("known.mine.0.5.CIDEr", "new"),
         ("unknown.forward.0.5.length_error", "gone"),
     ]
+    assert [name for name, *_ in failures(rows)] == ["unknown.forward.0.5.length_error"]
 
 
 def test_a_metric_that_is_not_a_finite_number_counts_as_moved():
@@ -116,18 +117,11 @@ def test_bibs_a_few_blanks_behind_on_cider_is_noise():
     ]
 
 
-def regression(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "fillblank.regression", *args], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-
-
 def metrics_folder(folder: Path, metrics: dict, perplexity: float = 1.75) -> Path:
     """A metrics/ folder as the pipeline writes it: shapes.json and each trained model's training metrics."""
     (folder / "train").mkdir(parents=True)
     (folder / "shapes.json").write_text(json.dumps(metrics))
-    for model in ("forward", "backward", "infill"):
+    for model in ("forward", "backward", "infiller"):
         (folder / f"train/shapes-{model}.json").write_text(json.dumps({"best_val_perplexity": perplexity}))
     return folder
 
@@ -162,7 +156,7 @@ def test_the_pipeline_command_fails_with_a_table_of_what_moved(tmp_path):
         "+0.15",
     ]
     assert lines[4].split() == [
-        "train/shapes-infill.json:",
+        "train/shapes-infiller.json:",
         "best_val_perplexity",
         "1.750000",
         "1.900000",
@@ -184,11 +178,42 @@ def test_a_missing_file_is_one_line(tmp_path):
 def test_a_file_that_is_not_metrics_is_one_line(tmp_path, text):
     (tmp_path / "bad.json").write_text(text, encoding="latin-1")
     with pytest.raises(UserError, match="bad.json: not a metrics JSON file"):
-        read(tmp_path / "bad.json")
+        read_metrics(tmp_path / "bad.json")
 
 
-# The decoding half on the committed fixture: BiBS alone, on its 900 blanks, in under a
-# minute; without `exact`, so without the search error, which needs it.
+def test_the_pipeline_command_passes_and_lists_a_new_method_s_metrics(tmp_path):
+    metrics_folder(tmp_path / "old", METRICS)
+    metrics_folder(tmp_path / "new", METRICS | {"known": METRICS["known"] | {"mine": {"0.5": {"CIDEr": 0.9}}}})
+    result = regression(tmp_path, "pipeline", "old", "new")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "new: training and the shapes pipeline: 1 new metrics, which the committed ones lack "
+        "(commit them once they are right):"
+    )
+    assert lines[2].split() == ["known.mine.0.5.CIDEr", "-", "0.900000", "new"]
+    assert lines[3].startswith("new: training and the shapes pipeline: every metric within its tolerance")
+
+
+@pytest.mark.slow  # the pipeline of this checkout, built once for the test run (conftest.built_shapes)
+def test_this_machine_reproduces_the_committed_pipeline(built_shapes):
+    """The pipeline half of `make regression`: training and every metric of metrics/ within
+    the tolerances measured across CPU kernel paths."""
+    result = regression(built_shapes, "pipeline", str(REPO / "metrics"), "metrics")
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow  # every method but the infiller's on the fixture's 900 blanks: a minute or two
+def test_the_fixed_captioners_decode_as_committed():
+    """The decoding half of `make regression`: tight, since the captioners are fixed."""
+    result = regression(REPO, "decoding")
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# A real decoding change must fail the decoding half: BiBS alone on the fixture's 900 blanks,
+# without `exact`, so without the search error, which needs it.
 def bibs_only(metrics: dict) -> dict:
     return {
         setting: {
@@ -201,16 +226,8 @@ def bibs_only(metrics: dict) -> dict:
     }
 
 
-def decode_bibs(**change) -> dict:
-    return bibs_only(decode_fixture(params.load().fill.model_copy(update=change), ["bibs"]))
-
-
-@pytest.mark.slow
-def test_the_fixed_captioners_decode_as_committed():
-    assert moved(bibs_only(read(FIXTURE / "metrics.json")), decode_bibs(), DECODE_TOLERANCE) == []
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("change", [{"sweeps": 0}, {"beam": 3}], ids=["bibs without sweeps after the start", "beam 3"])
 def test_a_real_decoding_change_fails_the_check(change):
-    assert moved(bibs_only(read(FIXTURE / "metrics.json")), decode_bibs(**change), DECODE_TOLERANCE) != []
+    decoded = bibs_only(decode_fixture(PARAMS.fill.model_copy(update=change), ["bibs"]))
+    assert failures(moved(bibs_only(read_metrics(FIXTURE / "metrics.json")), decoded, DECODE_TOLERANCE)) != []

@@ -113,7 +113,9 @@ def test_the_gallery_shows_every_image_and_every_methods_fill(dataset, tmp_path)
         blank_id, setting = re.fullmatch(r"blank-(\d+)-(\w+)", example).groups()
         expected = fills[(fills["blank_id"] == int(blank_id)) & (fills["setting"] == setting)]
         shown = [(row["method"], row["fill"]) for row in seen["fills"] if row["example"] == example and row["shown"]]
-        assert shown == [(method, " ".join(fill)) for method, fill in zip(expected["method"], expected["fill"])]
+        assert shown == [
+            (method, " ".join(fill)) for method, fill in zip(expected["method"], expected["fill"], strict=True)
+        ]
 
 
 @needs_chromium

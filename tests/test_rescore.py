@@ -8,11 +8,12 @@ import pytest
 import torch
 from toy_models import fill_params, one_thread, random_models  # noqa: F401
 
-from fillblank.decode import infilling, rescore
+from fillblank.decode import infill, rescore
 from fillblank.decode.baselines import beam_search, one_way, pool
-from fillblank.decode.bibs import mbest
-from fillblank.decode.infilling import encoded, infill_rerank, searched
-from fillblank.decode.step import Blanks, Models, best, bidirectional, log_prob, side
+from fillblank.decode.bibs import mbest_per_length
+from fillblank.decode.infill import encoded, infill_rerank, searched
+from fillblank.decode.models import Models
+from fillblank.decode.step import Blanks, best, bidirectional, log_prob, side
 
 BLANKS = Blanks(
     torch.randn(6, 3, generator=torch.Generator().manual_seed(4)),
@@ -38,8 +39,8 @@ class Counting:
 def every_fill(found: tuple[rescore.Hypotheses, rescore.Hypotheses], blanks: int) -> list[list[list[int]]]:
     """Each blank's hypotheses, left to right: the forward search's, then the backward one's."""
     return [
-        [fill for fill, b in zip(found[0].fills, found[0].blank.tolist()) if b == n]
-        + [fill[::-1] for fill, b in zip(found[1].fills, found[1].blank.tolist()) if b == n]
+        [fill for fill, b in zip(found[0].fills, found[0].blank.tolist(), strict=True) if b == n]
+        + [fill[::-1] for fill, b in zip(found[1].fills, found[1].blank.tolist(), strict=True) if b == n]
         for n in range(blanks)
     ]
 
@@ -78,9 +79,9 @@ def test_one_way_ranks_lengths_by_its_captioner_s_whole_sentence():
     fills, values = one_way(side(models, BLANKS), None, p)
     beams = beam_search(side(models, BLANKS), p.max_length, p.beam)[1:]
     candidates = [[beam.tokens[n, 0].tolist() for beam in beams] for n in range(len(BLANKS))]
-    expected, top = best(BLANKS, candidates, partial(log_prob, models.forward), p.length_bonus / 2)
+    expected, top = best(BLANKS, candidates, partial(log_prob, models.forward), p.length_bonus)
     assert fills == expected
-    assert torch.allclose(values, top, atol=1e-4)
+    assert torch.allclose(torch.tensor(values), top, atol=1e-4)
 
 
 @pytest.mark.parametrize("length, bonus", [(None, 0.0), (None, 2.0), (2, 0.0)])
@@ -91,10 +92,11 @@ def test_infill_rerank_finds_the_pool_s_best_by_s_y_plus_the_infiller_s_log_prob
 
     context = encoded(models.infiller, BLANKS)
     found, _ = searched(models.infiller, context, length, p)
-    for n, ranked in enumerate(mbest(models, BLANKS, length, p)):
-        pool = found[n] + [fill for fill, _ in ranked]
+    lengths = [length] if length else range(1, p.max_length + 1)
+    for n, of_bibs in enumerate(mbest_per_length(models, BLANKS, lengths, p)):
+        pool = found[n] + of_bibs  # BiBS's m best at each length: the pool whatever the bonus
         sentences = [BLANKS.left[n] + fill + BLANKS.right[n] for fill in pool]
         s_y = bidirectional(models, BLANKS.features[[n] * len(pool)], sentences)  # from <start>
-        infiller = torch.stack([infilling.log_prob(models.infiller, context, [n], [fill], length)[0] for fill in pool])
+        infiller = torch.stack([infill.log_prob(models.infiller, context, [n], [fill], length)[0] for fill in pool])
         words = torch.tensor([len(fill) for fill in pool], dtype=torch.float32)
         assert fills[n] == pool[int((s_y + infiller + (bonus if length is None else 0.0) * words).argmax())]

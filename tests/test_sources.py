@@ -247,7 +247,7 @@ def test_coco_from_the_official_2017_annotations_in_karpathys_layout(tmp_path):
     coco.fetch(dest, str(source))
 
     table, _ = karpathy.read(dest / "dataset_coco.json")
-    by_image = dict(zip(table["filename"].to_pylist(), table["split"].to_pylist()))
+    by_image = dict(zip(table["filename"].to_pylist(), table["split"].to_pylist(), strict=True))
     # train images are train; val images in id order: one to val, one to test, the rest train (restval)
     assert by_image == {
         "000000000003.jpg": "train",

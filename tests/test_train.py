@@ -14,12 +14,14 @@ import pytest
 import torch
 import yaml
 
-from fillblank import params, provenance, train
+from fillblank import params, provenance
+from fillblank.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError
-from fillblank.model import load_checkpoint, read_checkpoint, save_checkpoint
 from fillblank.params import TrainSettings
-from fillblank.train import Split, examples, fit, load_data
+from fillblank.train import loop
+from fillblank.train.captioners import examples, fit_captioner
+from fillblank.train.data import Split, load_data
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = ("red", "green", "blue", "black")
@@ -129,7 +131,7 @@ def test_captions_of_images_without_features_are_left_out(colours, tmp_path):
 
 def test_training_learns_the_colours_and_keeps_the_best_epoch(colours, tmp_path):
     data = load(colours, "backward")
-    result = fit(SETTINGS, data, tmp_path / "resume.pt")
+    result = fit_captioner(SETTINGS, data, tmp_path / "resume.pt")
     perplexities = [row["val_perplexity"] for row in result.history]
     # Knowing the colour leaves only the choice of template: perplexity about 1.17 against 1.59 without.
     assert perplexities[-1] < min(perplexities[0], 1.4)
@@ -148,23 +150,23 @@ def test_training_learns_the_colours_and_keeps_the_best_epoch(colours, tmp_path)
 
 def test_early_stopping_waits_patience_epochs_after_the_best(colours, tmp_path):
     settings = SETTINGS.model_copy(update={"lr": 0.5, "max_epochs": 20, "patience": 2})  # far too fast: it gets worse
-    result = fit(settings, load(colours), tmp_path / "resume.pt")
+    result = fit_captioner(settings, load(colours), tmp_path / "resume.pt")
     assert len(result.history) == result.best_epoch + 2 < 20
 
 
 def test_two_runs_give_identical_checkpoints(colours, tmp_path):
     data = load(colours)
     for run in ("one", "two"):
-        result = fit(SETTINGS, data, tmp_path / f"{run}.resume.pt")
+        result = fit_captioner(SETTINGS, data, tmp_path / f"{run}.resume.pt")
         save_checkpoint(tmp_path / f"{run}.pt", result.model, result.config, data.vocab)
     assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "two.pt").read_bytes()
 
 
 def test_a_resume_file_of_other_settings_is_not_used(colours, tmp_path, capsys):
     data = load(colours)
-    fit(SETTINGS.model_copy(update={"lr": 0.02}), data, tmp_path / "resume.pt")
-    resumed = fit(SETTINGS, data, tmp_path / "resume.pt")
-    fresh = fit(SETTINGS, data, tmp_path / "fresh.pt")
+    fit_captioner(SETTINGS.model_copy(update={"lr": 0.02}), data, tmp_path / "resume.pt")
+    resumed = fit_captioner(SETTINGS, data, tmp_path / "resume.pt")
+    fresh = fit_captioner(SETTINGS, data, tmp_path / "fresh.pt")
     assert "resuming" not in capsys.readouterr().out
     assert resumed.history == fresh.history
 
@@ -172,9 +174,9 @@ def test_a_resume_file_of_other_settings_is_not_used(colours, tmp_path, capsys):
 def test_a_resume_file_of_other_training_code_is_not_used(colours, tmp_path, capsys, monkeypatch):
     data = load(colours)
     with monkeypatch.context() as patched:
-        patched.setattr(train, "code_sha256", lambda: "the code before a fix")
-        fit(SETTINGS, data, tmp_path / "resume.pt")
-    resumed = fit(SETTINGS, data, tmp_path / "resume.pt")
+        patched.setattr(loop, "code_sha256", lambda: "the code before a fix")
+        fit_captioner(SETTINGS, data, tmp_path / "resume.pt")
+    resumed = fit_captioner(SETTINGS, data, tmp_path / "resume.pt")
     assert "resuming" not in capsys.readouterr().out and len(resumed.history) > 0
 
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from conftest import TRAIN
+from conftest import PARAMS
 
-from fillblank import cli
-from fillblank.train import Data, fit, load_data
+from fillblank.train.captioners import fit_captioner
+from fillblank.train.data import Data, load_data
 
 
 def without_images(data: Data) -> Data:
@@ -20,12 +20,12 @@ def without_images(data: Data) -> Data:
 
 
 @pytest.mark.slow
-def test_the_image_lowers_validation_perplexity_by_at_least_10_percent(shapes_project, tmp_path):
-    prepared = shapes_project / "data/prepared/shapes"
+def test_the_image_lowers_validation_perplexity_by_at_least_10_percent(built_shapes, tmp_path):
+    prepared = built_shapes / "data/prepared/shapes"
     data = load_data(
-        prepared / "vocab.json", prepared / "captions.parquet", shapes_project / "data/features/shapes.h5", "forward"
+        prepared / "vocab.json", prepared / "captions.parquet", built_shapes / "data/features/shapes.h5", "forward"
     )
-    seeing = json.loads((shapes_project / "metrics/train/shapes-forward.json").read_text())["best_val_perplexity"]
-    with cli.one_thread():
-        blind = fit(TRAIN, without_images(data), tmp_path / "blind.resume.pt").metrics()["best_val_perplexity"]
+    seeing = json.loads((built_shapes / "metrics/train/shapes-forward.json").read_text())["best_val_perplexity"]
+    settings = PARAMS.train.settings("shapes")  # as the pipeline trained the seeing captioner
+    blind = fit_captioner(settings, without_images(data), tmp_path / "blind.resume.pt").metrics()["best_val_perplexity"]
     assert seeing <= 0.9 * blind, (seeing, blind)

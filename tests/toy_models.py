@@ -2,7 +2,7 @@
 
 `Bigram` is a hand-written transition table: the next word's distribution depends only on
 the word just read (and the image), so the best fill of a small example can be worked out
-by hand. `random_captioner` is a tiny `fillblank.model.Captioner` with sharpened random
+by hand. `random_captioner` is a tiny `fillblank.captioner.Captioner` with sharpened random
 weights: its state carries the whole history, so no search can exploit a Markov shortcut.
 `true_score` and `brute_force` score one sentence at a time, with no batching or padding,
 to check the batched decoders against.
@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from fillblank import params
+from fillblank.captioner import Captioner
 from fillblank.data.text import END_ID, SPECIALS, START_ID
-from fillblank.decode.step import Models
-from fillblank.infill import Infiller
-from fillblank.model import Captioner
+from fillblank.decode.models import Models
+from fillblank.infiller import Infiller
 
 
 @pytest.fixture(autouse=True)
@@ -75,10 +75,11 @@ def random_captioner(vocab: int, seed: int, feature_dim: int = 3) -> Captioner:
 
 
 def random_models(vocab: int, seed: int, features: int = 3) -> Models:
-    """Two random captioners and a random infiller (fillblank/infill.py) over `vocab` ids, reading `features` numbers per image."""
+    """Two random captioners and a random infiller (fillblank/infiller.py) over `vocab` ids,
+    reading `features` numbers per image."""
     torch.manual_seed(seed)
     infiller = Infiller(vocab, features, width=8, heads=2, layers=1, feedforward=16, image_tokens=1, dropout=0.0).eval()
-    return Models(random_captioner(vocab, seed), random_captioner(vocab, seed + 1), infiller)
+    return Models(random_captioner(vocab, seed, features), random_captioner(vocab, seed + 1, features), infiller)
 
 
 def fill_params(**changes) -> params.Fill:

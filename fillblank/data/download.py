@@ -73,7 +73,8 @@ def download(remote: Remote, folder: Path, dataset: str, *, tries: int = 6, wait
                 break
             except _Retry as error:
                 if attempt == tries:
-                    raise UserError(f"cannot download {remote.url}: {error} (gave up after {tries} tries); {offline}")
+                    gave_up = f"{error} (gave up after {tries} tries)"
+                    raise UserError(f"cannot download {remote.url}: {gave_up}; {offline}") from None
                 tqdm.write(f"{remote.name}: {error}; retrying in {wait_s * 2 ** (attempt - 1):.0f} s")
                 time.sleep(wait_s * 2 ** (attempt - 1))
             except urllib.error.URLError as error:  # a 4xx, or no such host: another try will not help

@@ -42,8 +42,8 @@ from tqdm import tqdm
 
 from fillblank import distributed, provenance
 from fillblank.data.text import Vocab
-from fillblank.decode.models import Models
 from fillblank.decode import registry
+from fillblank.decode.models import Models
 from fillblank.decode.step import Blanks, bidirectional, fill_scores
 from fillblank.errors import UserError
 from fillblank.params import Fill

@@ -50,7 +50,8 @@ def sweep(
     words = vocab - FIRST_WORD
     if beam > words:
         raise UserError(
-            f"beam width {beam} is larger than the {words} words a blank can hold (the vocabulary less its {FIRST_WORD} special tokens)"
+            f"beam width {beam} is larger than the {words} words a blank can hold "
+            f"(the vocabulary less its {FIRST_WORD} special tokens)"
         )
     device = log_probs.device
     # Start from `beam` copies of each blank, all but the first at -inf: the first step

@@ -97,7 +97,7 @@ def search(models: Models, blanks: Blanks, length: int, p: Fill) -> list[Seen]:
         scores = complete(
             this, other, at, last.tokens[at, rank].tolist(), read, select(last.state, rows), last.log_probs[rows]
         )
-        for (a, j), score in zip(new, scores.tolist()):
+        for (a, j), score in zip(new, scores.tolist(), strict=True):
             seen[int(active[a])][tuple(ends[a][j])] = score
         going = at.unique()  # shape: (A',)
         active, context = active[going], handover(beams).flip(0)[:, going]  # context: (length, A', V)
@@ -109,7 +109,7 @@ def scored(models: Models, blanks: Blanks, sizes: Iterable[int], p: Fill) -> lis
     """Every fill BiBS scored for each blank, searching at each length of `sizes`, with its S(Y)."""
     seen: list[Seen] = [{} for _ in range(len(blanks))]
     for size in sizes:
-        for merged, found in zip(seen, search(models, blanks, size, p)):
+        for merged, found in zip(seen, search(models, blanks, size, p), strict=True):
             merged.update(found)
     return seen
 
@@ -164,7 +164,7 @@ def candidate(models: Models, blanks: Blanks, p: Fill) -> tuple[list[list[int]],
         [[len(f) for f in fills] for fills in meet], dtype=scores.dtype, device=scores.device
     )  # shape: (N, K)
     top = (scores + p.length_bonus * words).argmax(1)  # shape: (N,)
-    start = [fills[k] for fills, k in zip(meet, top.tolist())], scores.gather(1, top[:, None])[:, 0]
+    start = [fills[k] for fills, k in zip(meet, top.tolist(), strict=True)], scores.gather(1, top[:, None])[:, 0]
     found = rescore.hypotheses(sides[0], forward[1:]), rescore.hypotheses(sides[1], backward[1:])
     return rescore.best(sides, found, p.length_bonus, start)
 
@@ -178,7 +178,7 @@ def meetings(forward: list[Beam], backward: list[Beam], steps: int) -> list[list
     for length in range(1, steps + 1):
         meet = ahead[:length] + behind[:length].flip(0)  # shape: (t, N, V): i words before w, t-1-i after
         where = meet.permute(1, 0, 2).reshape(n, -1).argmax(1)  # shape: (N,)
-        for b, (i, w) in enumerate(zip((where // vocab).tolist(), (where % vocab).tolist())):
+        for b, (i, w) in enumerate(zip((where // vocab).tolist(), (where % vocab).tolist(), strict=True)):
             j = length - 1 - i
             before = forward[i].tokens[b, ahead_from[i, b, w]].tolist()
             after = backward[j].tokens[b, behind_from[j, b, w]].tolist()
@@ -188,7 +188,7 @@ def meetings(forward: list[Beam], backward: list[Beam], steps: int) -> list[list
 
 def best_after(beams: list[Beam]) -> tuple[Tensor, Tensor]:
     """Each word's best score after the i-word hypotheses, and which hypothesis: (K, N, V) each."""
-    scores, parents = zip(*(beam.extensions().max(1) for beam in beams[:-1]))
+    scores, parents = zip(*(beam.extensions().max(1) for beam in beams[:-1]), strict=True)
     return torch.stack(scores), torch.stack(parents)
 
 
@@ -207,7 +207,7 @@ def bibs_unknown(models: Models, blanks: Blanks, length: int | None, p: Fill) ->
     answers: list[list[int]] = [[] for _ in range(len(blanks))]
     for size in sorted({len(fill) for fill in fills}):
         index = [n for n, fill in enumerate(fills) if len(fill) == size]
-        for n, seen in zip(index, search(models, blanks.take(index), size, p)):
+        for n, seen in zip(index, search(models, blanks.take(index), size, p), strict=True):
             seen.setdefault(tuple(fills[n]), float(scores[n]))
             answers[n] = ranked(seen.items(), 1, p.length_bonus)[0][0]
     return answers

@@ -88,7 +88,7 @@ def search(models: Models, blanks: Blanks, length: int | None, p: Fill) -> tuple
         bound = grown + other.context[blank][:, None] + most  # shape: (R, V)
         parent, word = (bound >= best_score[blank][:, None] - SLACK).nonzero(as_tuple=True)  # shape: (R',)
         keep, over = cap(blank[parent], bound[parent, word], len(blanks), p.exact_max_rows)  # shape: (R'',)
-        proven = [ok and not o for ok, o in zip(proven, over.tolist())]
+        proven = [ok and not o for ok, o in zip(proven, over.tolist(), strict=True)]
         parent, word = parent[keep], word[keep]  # shape: (R'',)
         if len(parent) == 0:
             break
@@ -103,7 +103,7 @@ def search(models: Models, blanks: Blanks, length: int | None, p: Fill) -> tuple
             scores = (
                 forward[hope] + other_way(this, other, blank[hope], tokens[hope].tolist()) + bonus * depth
             )  # shape: (H,)
-            for row, score in zip(hope.tolist(), scores.tolist()):
+            for row, score in zip(hope.tolist(), scores.tolist(), strict=True):
                 b = int(blank[row])
                 if score > best_score[b]:
                     best_score[b], best_fill[b] = score, tokens[row].tolist()

@@ -71,7 +71,7 @@ def encoded(model: Infiller, blanks: Blanks) -> tuple[Tensor, Tensor]:
     """Each blank's image and words on both sides, read once by the infiller's encoder: the
     memory (N, I + S, width) and its padding mask (N, I + S)."""
     context = padded(
-        [context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right)]
+        [context_ids(left, right, model.blank) for left, right in zip(blanks.left, blanks.right, strict=True)]
     )  # shape: (N, S)
     return model.encode(blanks.features, context.to(blanks.features.device))
 

@@ -155,8 +155,9 @@ def methods() -> dict[str, Entry]:
     load_all()
     entries = dict(sorted(REGISTRY.items(), key=lambda item: declared(item[1].fill)))
     if odd := next((one for one in entries.values() if one.scale not in SCALES), None):
+        declared_scales = ", ".join(SCALES)
         raise UserError(
-            f"method {odd.name!r} ranks by scale {odd.scale!r}, which is not declared; the scales are {', '.join(SCALES)}"
+            f"method {odd.name!r} ranks by scale {odd.scale!r}, which is not declared; the scales are {declared_scales}"
         )
     return entries
 

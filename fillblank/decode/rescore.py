@@ -55,7 +55,7 @@ def hypotheses(this: Side, beams: list[Beam], ranks: int | None = None) -> Hypot
         read.append(this.context[rows // width] + beam.score[:, :k].reshape(-1))
         states.append(tuple(tensor.index_select(0, rows) for tensor in beam.state))
         log_probs.append(beam.log_probs.index_select(0, rows))
-    at, state = torch.cat(blank), tuple(torch.cat(parts) for parts in zip(*states))
+    at, state = torch.cat(blank), tuple(torch.cat(parts) for parts in zip(*states, strict=True))
     return Hypotheses(at, fills, finish(this, at, torch.cat(read), state, torch.cat(log_probs)))
 
 
@@ -87,14 +87,16 @@ def best(
         for d in (0, 1):
             mine = [c for c in take if where[c][0] == d]
             if mine:
-                score.update(zip(mine, scores(sides, d, found[d], [where[c][1] for c in mine]).tolist()))
+                score.update(zip(mine, scores(sides, d, found[d], [where[c][1] for c in mine]).tolist(), strict=True))
         return [score[c] + bonus * len(fills[c]) for c in take]
 
     chosen, best_score = (
         ([[] for _ in range(n)], [-math.inf] * n) if start is None else (list(start[0]), start[1].tolist())
     )
-    to_beat = [s + bonus * len(fill) for fill, s in zip(chosen, best_score)]
-    for b, c in enumerate(best_first(blank, [x + bonus * len(fill) for x, fill in zip(bound, fills)], value, to_beat)):
+    to_beat = [s + bonus * len(fill) for fill, s in zip(chosen, best_score, strict=True)]
+    for b, c in enumerate(
+        best_first(blank, [x + bonus * len(fill) for x, fill in zip(bound, fills, strict=True)], value, to_beat)
+    ):
         if c is not None:
             chosen[b], best_score[b] = fills[c], score[c]
     return chosen, torch.tensor(best_score)
@@ -124,6 +126,6 @@ def best_first(
             take += hopeful
         if not take:
             return chosen
-        for c, v in zip(take, value(take)):
+        for c, v in zip(take, value(take), strict=True):
             if v > best[blank[c]]:
                 best[blank[c]], chosen[blank[c]] = v, c

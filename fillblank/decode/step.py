@@ -95,7 +95,7 @@ def advance(
         total[:a] += log_probs[:a].gather(1, token[:, None])[:, 0]
         new_log_probs, new_state = model.step(token, tuple(tensor[:a] for tensor in state))
         log_probs[:a] = new_log_probs
-        for old, new in zip(state, new_state):
+        for old, new in zip(state, new_state, strict=True):
             old[:a] = new
     back = torch.argsort(order)  # shape: (N,)
     return select(state, back), log_probs.index_select(0, back), total.index_select(0, back)
@@ -169,7 +169,7 @@ def finish(this: Side, blank: Tensor, read: Tensor, state: State, log_probs: Ten
 def other_way(this: Side, other: Side, blank: Tensor, fills: list[list[int]]) -> Tensor:
     """The other captioner has read the context after: it reads the fill and the context
     before, backwards, and <end>, giving its log-prob of the whole sentence (R,)."""
-    ahead = [fill[::-1] + this.blanks.left[n][::-1] for fill, n in zip(fills, blank.tolist())]
+    ahead = [fill[::-1] + this.blanks.left[n][::-1] for fill, n in zip(fills, blank.tolist(), strict=True)]
     _, log_probs, rest = advance(other.models.forward, select(other.state, blank), other.log_probs[blank], ahead)
     return other.context[blank] + rest + log_probs[:, END_ID]
 
@@ -188,7 +188,7 @@ Scorer = Callable[[Tensor, Sequence[Sequence[int]]], Tensor]
 
 def fill_scores(scorer: Scorer, blanks: Blanks, rows: Sequence[int], fills: Sequence[Sequence[int]]) -> Tensor:
     """`scorer` of each sentence left + fill + right, where fill i fills blank rows[i]: (R,)."""
-    sentences = [blanks.left[r] + list(fill) + blanks.right[r] for r, fill in zip(rows, fills)]
+    sentences = [blanks.left[r] + list(fill) + blanks.right[r] for r, fill in zip(rows, fills, strict=True)]
     return scorer(blanks.features[list(rows)], sentences)
 
 
@@ -206,4 +206,4 @@ def best(
     words = torch.tensor([len(f) for f in flat], dtype=torch.float32, device=blanks.features.device)  # shape: (N * C,)
     scores = (fill_scores(scorer, blanks, rows, flat) + bonus * words).view(-1, width)  # shape: (N, C)
     top, index = scores.max(1)  # shape: (N,)
-    return [fills[i] for fills, i in zip(candidates, index.tolist())], top
+    return [fills[i] for fills, i in zip(candidates, index.tolist(), strict=True)], top

@@ -113,7 +113,9 @@ def karpathy_layout(train: dict, val: dict, year: str) -> dict:
                     "cocoid": image["id"],
                     "split": split[image["id"]],
                     "sentids": sentids,
-                    "sentences": [{"raw": raw, "sentid": i, "imgid": len(images)} for raw, i in zip(raws, sentids)],
+                    "sentences": [
+                        {"raw": raw, "sentid": i, "imgid": len(images)} for raw, i in zip(raws, sentids, strict=True)
+                    ],
                 }
             )
     return {"images": images, "dataset": "coco"}

@@ -341,7 +341,7 @@ def fetch(dest: Path, settings) -> None:
             sentids = list(range(5 * imgid, 5 * imgid + 5))
             sentences = [
                 {"tokens": words, "raw": " ".join(words).capitalize() + ".", "imgid": imgid, "sentid": sentid}
-                for sentid, words in zip(sentids, captions(things, rng))
+                for sentid, words in zip(sentids, captions(things, rng), strict=True)
             ]
             entries.append(
                 {

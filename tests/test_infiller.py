@@ -9,16 +9,20 @@ from test_train import SETTINGS as CAPTIONER
 from test_train import finish, load, project, stage, write_colours
 from toy_models import fill_params, one_thread, random_models  # noqa: F401  (one_thread: autouse, these models are tiny too)
 
-from fillblank import train
+from fillblank.captioner import Captioner
+from fillblank.checkpoint import load_checkpoint, save_checkpoint
 from fillblank.data.text import END_ID, PAD_ID, Vocab
+from fillblank.decode.models import Models
 from fillblank.decode.registry import methods
-from fillblank.decode.step import Blanks, Models
+from fillblank.decode.step import Blanks
 from fillblank.errors import UserError
-from fillblank.infill import LENGTHS, Blanked, Infiller, Loss, context_ids, fit, padded
-from fillblank.model import load_checkpoint, save_checkpoint
-from fillblank.params import Fill, InfillSettings
+from fillblank.infiller import LENGTHS, Infiller, context_ids, padded
+from fillblank.params import Fill, InfillerSettings
+from fillblank.train import loop
+from fillblank.train.captioners import DIRECTIONS, fit_captioner
+from fillblank.train.infiller import Blanked, InfillerLoss, fit_infiller
 
-SETTINGS = InfillSettings(
+SETTINGS = InfillerSettings(
     seed=0,
     width=32,
     heads=2,
@@ -53,13 +57,13 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def colours(folder):
-    return load(folder, "infill")
+    return load(folder, "infiller")
 
 
 @pytest.fixture(scope="module")
 def trained(colours, tmp_path_factory):
     torch.set_num_threads(1)
-    return fit(SETTINGS, colours, tmp_path_factory.mktemp("infill") / "resume.pt")
+    return fit_infiller(SETTINGS, colours, tmp_path_factory.mktemp("infiller") / "resume.pt")
 
 
 def tiny(vocab_size: int = 9, feature_dim: int = 4) -> Infiller:
@@ -120,8 +124,8 @@ def test_the_infiller_learns_to_fill_the_colour_from_the_image(colours, trained)
 
 def test_infill_rerank_joins_the_infiller_and_the_captioners(folder, colours, trained, tmp_path):
     captioners = [
-        train.fit(CAPTIONER, load(folder, direction), tmp_path / f"{direction}.pt").model
-        for direction in train.DIRECTIONS
+        fit_captioner(CAPTIONER, load(folder, direction), tmp_path / f"{direction}.pt").model
+        for direction in DIRECTIONS
     ]
     vocab = colours.vocab
     blanks = Blanks(torch.eye(4), [vocab.ids(["a"])] * 4, [vocab.ids(["thing"])] * 4)
@@ -148,22 +152,28 @@ def test_a_blank_longer_than_the_length_tokens_is_told_the_longest():
 
 
 def test_the_same_settings_train_the_same_weights(colours, tmp_path):
-    again = fit(SETTINGS.model_copy(update={"max_epochs": 2}), colours, tmp_path / "a.resume.pt")
-    twice = fit(SETTINGS.model_copy(update={"max_epochs": 2}), colours, tmp_path / "b.resume.pt")
-    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), twice.model.state_dict().values()))
+    again = fit_infiller(SETTINGS.model_copy(update={"max_epochs": 2}), colours, tmp_path / "a.resume.pt")
+    twice = fit_infiller(SETTINGS.model_copy(update={"max_epochs": 2}), colours, tmp_path / "b.resume.pt")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(again.model.state_dict().values(), twice.model.state_dict().values(), strict=True)
+    )
 
 
 def test_a_checkpoint_round_trips_and_is_not_taken_for_a_captioner(colours, trained, tmp_path):
-    save_checkpoint(tmp_path / "infill.pt", trained.model, trained.config, colours.vocab)
-    loaded = load_checkpoint(tmp_path / "infill.pt", colours.vocab, Infiller)
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), trained.model.state_dict().values()))
-    with pytest.raises(UserError, match="infill.pt: not a checkpoint of a Captioner"):
-        load_checkpoint(tmp_path / "infill.pt", colours.vocab)
+    save_checkpoint(tmp_path / "infiller.pt", trained.model, trained.config, colours.vocab)
+    loaded = load_checkpoint(tmp_path / "infiller.pt", colours.vocab, Infiller)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(loaded.state_dict().values(), trained.model.state_dict().values(), strict=True)
+    )
+    with pytest.raises(UserError, match="infiller.pt: not a checkpoint of a Captioner"):
+        load_checkpoint(tmp_path / "infiller.pt", colours.vocab, Captioner)
 
 
 def test_infill_without_an_infiller_says_how_to_train_one():
     blanks = Blanks(torch.zeros(1, 4), [[4]], [[5]])
-    with pytest.raises(UserError, match="dvc repro train_infill"):
+    with pytest.raises(UserError, match="dvc repro train_infiller"):
         methods()["infill"].fill(Models(None, None, None), blanks, 1, P)
 
 
@@ -181,28 +191,29 @@ def test_an_interrupted_training_goes_on_to_the_same_weights(colours, tmp_path, 
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    real = train.evaluate
-    monkeypatch.setattr(train, "evaluate", interrupted)
+    real = loop.validation_loss
+    monkeypatch.setattr(loop, "validation_loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fit(settings, colours, tmp_path / "resume.pt")
-    monkeypatch.setattr(train, "evaluate", real)
-    resumed = fit(settings, colours, tmp_path / "resume.pt")
-    fresh = fit(settings, colours, tmp_path / "fresh.pt")
+        fit_infiller(settings, colours, tmp_path / "resume.pt")
+    monkeypatch.setattr(loop, "validation_loss", real)
+    resumed = fit_infiller(settings, colours, tmp_path / "resume.pt")
+    fresh = fit_infiller(settings, colours, tmp_path / "fresh.pt")
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert all(
-        torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), fresh.model.state_dict().values())
+        torch.equal(a, b)
+        for a, b in zip(resumed.model.state_dict().values(), fresh.model.state_dict().values(), strict=True)
     )
 
 
 @pytest.mark.slow  # fresh Python processes: about 15 s
 def test_the_stage_under_torchrun_with_two_gloo_processes_matches_one_process(folder, tmp_path):
     settings = SETTINGS.model_dump() | {"max_epochs": 2, "patience": 2}  # no dropout: it differs between processes
-    one, two = (project_with_infill(tmp_path / name, folder, settings) for name in ("one", "two"))
-    finish(stage(one, "infill"), one)
+    one, two = (project_with_infiller(tmp_path / name, folder, settings) for name in ("one", "two"))
+    finish(stage(one, "infiller"), one)
     finish(
         stage(
             two,
-            "infill",
+            "infiller",
             launcher=(
                 "-m",
                 "torch.distributed.run",
@@ -219,18 +230,18 @@ def test_the_stage_under_torchrun_with_two_gloo_processes_matches_one_process(fo
     # Compared by what they compute: Adam turns the float noise in gradients that are zero in
     # exact arithmetic (the attention's key bias: softmax ignores it) into full-size steps.
     vocab = Vocab.load(folder / "vocab.json")
-    single, double = (load_checkpoint(cwd / "data/models/shapes/infill.pt", vocab, Infiller) for cwd in (one, two))
-    examples = Blanked(load(folder, "infill").val, seed=0, blank=len(vocab)).batch(torch.arange(20), 0)
-    outputs = [Loss(model)(*examples) for model in (single, double)]
+    single, double = (load_checkpoint(cwd / "data/models/shapes/infiller.pt", vocab, Infiller) for cwd in (one, two))
+    examples = Blanked(load(folder, "infiller").val, seed=0, blank=len(vocab)).batch(torch.arange(20), 0)
+    outputs = [InfillerLoss(model)(*examples) for model in (single, double)]
     assert torch.allclose(outputs[0], outputs[1], rtol=1e-4)
-    curves = [pd.read_csv(cwd / "metrics/train/shapes-infill.csv") for cwd in (one, two)]
+    curves = [pd.read_csv(cwd / "metrics/train/shapes-infiller.csv") for cwd in (one, two)]
     assert list(curves[0].columns) == ["epoch", "train_loss", "val_loss", "val_perplexity"] and len(curves[0]) == 2
     assert np.allclose(curves[0].to_numpy(), curves[1].to_numpy(), rtol=1e-4)
 
 
-def project_with_infill(cwd, folder, settings: dict):
+def project_with_infiller(cwd, folder, settings: dict):
     project(cwd, folder)
     params = yaml.safe_load((cwd / "params.yaml").read_text())
-    params["infill"]["overrides"]["shapes"] = settings
+    params["infiller"]["overrides"]["shapes"] = settings
     (cwd / "params.yaml").write_text(yaml.safe_dump(params))
     return cwd

@@ -1,9 +1,11 @@
 import pytest
 import torch
 
+from fillblank.captioner import Captioner
+from fillblank.checkpoint import load_checkpoint, save_checkpoint
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
+from fillblank.decode.models import load_models
 from fillblank.errors import UserError
-from fillblank.model import Captioner, load_checkpoint, load_models, save_checkpoint
 
 VOCAB = Vocab.build([["a", "red", "blue", "circle", "square"]], min_count=1)  # 9 ids with the specials
 
@@ -76,7 +78,7 @@ def test_a_tiny_batch_is_learnt_by_heart_in_a_few_steps():
 def test_checkpoint_round_trip_gives_the_same_model(tmp_path):
     model = captioner(dropout=0.3).eval()
     save_checkpoint(tmp_path / "forward.pt", model, {"direction": "forward"}, VOCAB)
-    loaded = load_checkpoint(tmp_path / "forward.pt", VOCAB)
+    loaded = load_checkpoint(tmp_path / "forward.pt", VOCAB, Captioner)
     assert not loaded.training
     assert loaded.sizes == model.sizes
     features, tokens = torch.randn(2, 6), torch.randint(1, len(VOCAB), (2, 4))
@@ -87,7 +89,7 @@ def test_loading_against_another_vocabulary_names_the_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "forward.pt", captioner(), {}, VOCAB)
     other = Vocab.build([["a", "green", "star"]], min_count=1)
     with pytest.raises(UserError, match="forward.pt: trained on another vocabulary"):
-        load_checkpoint(tmp_path / "forward.pt", other)
+        load_checkpoint(tmp_path / "forward.pt", other, Captioner)
 
 
 class Payload:
@@ -101,15 +103,15 @@ def test_a_checkpoint_holding_objects_is_refused(tmp_path):
         tmp_path / "evil.pt",
     )
     with pytest.raises(UserError, match="evil.pt: not a readable checkpoint"):
-        load_checkpoint(tmp_path / "evil.pt", VOCAB)
+        load_checkpoint(tmp_path / "evil.pt", VOCAB, Captioner)
 
 
 def test_a_missing_or_foreign_file_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="nothing.pt: no such checkpoint"):
-        load_checkpoint(tmp_path / "nothing.pt", VOCAB)
+        load_checkpoint(tmp_path / "nothing.pt", VOCAB, Captioner)
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="other.pt: not a fillblank checkpoint"):
-        load_checkpoint(tmp_path / "other.pt", VOCAB)
+        load_checkpoint(tmp_path / "other.pt", VOCAB, Captioner)
 
 
 def test_a_pair_is_loaded_only_if_each_is_its_direction_and_both_read_the_same_features(tmp_path):
