@@ -2,21 +2,24 @@
 backbone's own forward throughput on preloaded tensors, both measured in this one run.
 
     python benchmarks/features.py [--images 512] [--backbone NAME --weights W]
-                                  [--batch-size B] [--workers K]
+                                  [--batch-size B] [--workers K] [--device cpu]
 
-The stage side is `fillblank.features.extract` end to end: zip reads, decoding and
+The stage side is `fillblank.extract.extract` end to end: zip reads, decoding and
 transforms in DataLoader workers, the forward pass, the HDF5 writes. The model side runs
 the same backbone, batch size and device over the same images already decoded into
 memory. Its throughput is taken before and after the stage run and averaged, so that a
 machine whose load drifts does not flatter either side. Target: ratio >= 0.8.
 
 Backbone, weights, batch size and workers default to the `features` section of
-params.yaml. Images: the first N of ../shared/data/flickr8k-dev's zip when it is there
-(real photos), else N generated 500x375 JPEGs.
+params.yaml; the device to CUDA when PyTorch sees a GPU, as the stage picks it (`--device
+cpu` hides the GPU from this process, the stage included). Images: the first N of
+../shared/data/flickr8k-dev's zip when it is there (real photos), else N generated 500x375
+JPEGs.
 """
 
 import argparse
 import io
+import os
 import sys
 import tempfile
 import time
@@ -29,7 +32,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fillblank import features, params  # noqa: E402
+from fillblank import params  # noqa: E402
+from fillblank.backbones import Backbone, backbone  # noqa: E402
+from fillblank.extract import ZipImages, extract  # noqa: E402
 
 SHARED_ZIP = Path(__file__).resolve().parents[2] / "shared/data/flickr8k-dev/Flickr8k_Dataset.zip"
 
@@ -51,7 +56,7 @@ def photos(count: int, folder: Path) -> tuple[Path, list[tuple[int, str]]]:
     return archive, [(i, f"{i}.jpg") for i in range(count)]
 
 
-def forward_rate(net: features.Backbone, batches: list[torch.Tensor], device: torch.device) -> float:
+def forward_rate(net: Backbone, batches: list[torch.Tensor], device: torch.device) -> float:
     model = net.model.to(device)
     with torch.inference_mode():
         model(batches[0].to(device))  # warm-up: allocator, kernels
@@ -64,7 +69,7 @@ def forward_rate(net: features.Backbone, batches: list[torch.Tensor], device: to
     return sum(len(batch) for batch in batches) / elapsed
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     settings = params.load(Path(__file__).resolve().parents[1] / "params.yaml").features
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
@@ -72,33 +77,56 @@ def main() -> None:
     parser.add_argument("--weights", default=settings.weights)
     parser.add_argument("--batch-size", type=int, default=settings.batch_size)
     parser.add_argument("--workers", type=int, default=settings.workers)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default=None, help="default: cuda when PyTorch sees a GPU, else cpu"
+    )
+    return parser
 
-    net = features.backbone(args.backbone, args.weights)
+
+def measure(args: argparse.Namespace) -> dict:
+    """Images per second of the stage and of the bare backbone (before, after and their mean)."""
+    if args.device == "cpu":
+        # The stage takes the GPU whenever PyTorch sees one; hidden before CUDA starts, it sees none.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    if args.device == "cpu" and torch.cuda.is_available():
+        raise SystemExit("--device cpu: CUDA was started in this process before the GPU could be hidden")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here")
+    net = backbone(args.backbone, args.weights)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         archive, images = photos(args.images, Path(tmp))
         with zipfile.ZipFile(archive) as zipped:
             members = {Path(n).name: n for n in zipped.namelist()}
-        decoded = features.ZipImages([(archive, members[name]) for _, name in images], net.transform)
+        decoded = ZipImages([(archive, members[name]) for _, name in images], net.transform)
         tensors = [decoded[i][1] for i in range(len(decoded))]
         batches = [torch.stack(tensors[i : i + args.batch_size]) for i in range(0, len(tensors), args.batch_size)]
 
         before = forward_rate(net, batches, device)
         start = time.perf_counter()
         out, report = Path(tmp) / "f.h5", Path(tmp) / "s.json"
-        features.extract(images, [archive], out, report, net, args.batch_size, args.workers, max_skipped=0.0)
+        extract(images, [archive], out, report, net, args.batch_size, args.workers, max_skipped=0.0)
         stage = len(images) / (time.perf_counter() - start)
         after = forward_rate(net, batches, device)
+    return {
+        "setup": f"backbone {args.backbone} ({args.weights}), {len(images)} images, batch {args.batch_size}, "
+        f"{args.workers} workers, {device.type}, {torch.get_num_threads()} threads",
+        "stage": stage,
+        "before": before,
+        "after": after,
+        "backbone": (before + after) / 2,
+    }
 
-    model = (before + after) / 2
+
+def main() -> None:
+    measured = measure(parser().parse_args())
+    print(measured["setup"])
+    print(f"stage:    {measured['stage']:8.1f} images/s")
     print(
-        f"backbone {args.backbone} ({args.weights}), {len(images)} images, batch {args.batch_size}, "
-        f"{args.workers} workers, {device.type}, {torch.get_num_threads()} threads"
+        f"backbone: {measured['backbone']:8.1f} images/s on preloaded tensors "
+        f"(before {measured['before']:.1f}, after {measured['after']:.1f})"
     )
-    print(f"stage:    {stage:8.1f} images/s")
-    print(f"backbone: {model:8.1f} images/s on preloaded tensors (before {before:.1f}, after {after:.1f})")
-    print(f"ratio:    {stage / model:8.2f}   (target >= 0.80)")
+    print(f"ratio:    {measured['stage'] / measured['backbone']:8.2f}   (target >= 0.80)")
 
 
 if __name__ == "__main__":

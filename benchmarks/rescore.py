@@ -5,10 +5,10 @@ measured in this one run.
 
     python benchmarks/rescore.py [--sentences 2048] [--batch 256] [--threads 2] [--repeats 3]
 
-The training side is `fillblank.train.Loss` over `Split.batch`'s padded batches, as training
-reads them: `nn.LSTM` over a whole batch at once, the output layer on the real tokens only.
-`log_prob` steps the LSTM cell one token at a time (a decoder must, to branch) and, since
-2026-12-01, computes each step for the sentences still going on only (`step.advance`).
+The training side is `fillblank.train.captioners.CaptionerLoss` over `Split.batch`'s padded
+batches, as training reads them: `nn.LSTM` over a whole batch at once, the output layer on
+the real tokens only. `log_prob` steps the LSTM cell one token at a time (a decoder must, to
+branch) and computes each step for the sentences still going on only (`step.advance`).
 Tokens are the words and <end>, padding excluded. The captioner is of Flickr8k size (hidden
 512, embed 512, vocabulary 2,500, features 1,280), with random weights; the sentences are
 `benchmarks/train.py`'s: random words, in the lengths of ../shared/data/flickr8k-dev when it
@@ -21,8 +21,8 @@ import time
 import torch
 from train import FEATURES, VOCAB, captions  # benchmarks/train.py, beside this script: captions of Flickr8k's lengths
 
+from fillblank.captioner import Captioner
 from fillblank.decode.step import log_prob
-from fillblank.model import Captioner
 from fillblank.train import Loss
 
 HIDDEN, EMBED = 512, 512
@@ -55,7 +55,7 @@ def main() -> None:
     with torch.inference_mode():
         stepped(), padded()  # warm-up: the kernels of each shape
         for _ in range(args.repeats):
-            for name, run in zip(seconds, (stepped, padded)):
+            for name, run in zip(seconds, (stepped, padded), strict=True):
                 began = time.perf_counter()
                 run()
                 seconds[name] = min(seconds[name], time.perf_counter() - began)

@@ -6,14 +6,14 @@ since the kernels are chosen at a process's first computation.
 
     python benchmarks/train.py [--captions 3000] [--threads 2] [--epochs 1] [--rounds 3]
 
-The training side is `fillblank.train.fit` (embedding, image projection, LSTM, output
-layer, masked loss, backward, gradient clipping, RMSprop step), timed by fit itself over
-its training passes only. The bare side runs `nn.LSTM(embed, hidden)` on random inputs of
-each batch's padded shape and back-propagates their sum, down to the inputs (a captioner
-must: its word embeddings learn). A shared machine's speed drifts by tens of percent
-within minutes, so the two sides alternate: `--rounds` training runs, each between two
-bare passes, and each ratio is a training run's over the mean of the bare passes around
-it; the printed figures are the medians.
+The training side is `fillblank.train.captioners.fit_captioner` (embedding, image projection,
+LSTM, output layer, masked loss, backward, gradient clipping, RMSprop step), timed by the
+training loop itself over its training passes only. The bare side runs `nn.LSTM(embed,
+hidden)` on random inputs of each batch's padded shape and back-propagates their sum, down
+to the inputs (a captioner must: its word embeddings learn). A shared machine's speed
+drifts by tens of percent within minutes, so the two sides alternate: `--rounds` training
+runs, each between two bare passes, and each ratio is a training run's over the mean of the
+bare passes around it; the printed figures are the medians.
 Tokens are the predicted words and <end>, padding excluded, on both sides. Target: ratio
 >= 0.8 (so no Python loop over time steps, and little beside the LSTM).
 
@@ -45,7 +45,8 @@ from torch import nn
 
 from fillblank import params
 from fillblank.data.text import PAD_ID, SPECIALS, Vocab, normalise
-from fillblank.train import Data, Split, fit
+from fillblank.train.captioners import fit_captioner
+from fillblank.train.data import Data, Split
 
 VOCAB, FEATURES, IMAGES = 2500, 1280, 500
 PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -118,16 +119,17 @@ def measure(args: argparse.Namespace) -> dict:
     training = []
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as folder:
-            training.append(fit(settings, data, Path(folder) / "resume.pt").tokens_per_second)
+            training.append(fit_captioner(settings, data, Path(folder) / "resume.pt").tokens_per_second)
         bare.append(bare_passes())
 
     def ratio(side: int) -> float:  # each training run over the mean of the bare passes around it
-        return median(run / ((before[side] + after[side]) / 2) for run, before, after in zip(training, bare, bare[1:]))
+        around = zip(training, bare[:-1], bare[1:], strict=True)
+        return median(run / ((before[side] + after[side]) / 2) for run, before, after in around)
 
     return {
-        "setup": f"{args.captions} captions of {lengths.mean():.1f} words on average (up to {lengths.max():.0f}), vocabulary "
-        f"{VOCAB}, embed {settings.embed}, hidden {settings.hidden}, batch {settings.batch_size}, {args.threads} thread(s), "
-        f"{args.rounds} round(s), medians",
+        "setup": f"{args.captions} captions of {lengths.mean():.1f} words on average (up to {lengths.max():.0f}), "
+        f"vocabulary {VOCAB}, embed {settings.embed}, hidden {settings.hidden}, batch {settings.batch_size}, "
+        f"{args.threads} thread(s), {args.rounds} round(s), medians",
         "kernels": torch.backends.cpu.get_cpu_capability(),
         "training": median(training),
         "bare": median(lstm for lstm, _ in bare),
@@ -168,7 +170,7 @@ def main() -> None:
             str(args.rounds),
         ]
         out = subprocess.run(command, env=unset | env, capture_output=True, text=True, check=True).stdout
-        runs[name] = json.loads(out.splitlines()[-1])  # after the progress lines fit prints
+        runs[name] = json.loads(out.splitlines()[-1])  # after the progress lines training prints
     print(runs["default"]["setup"])
     print(f"{'kernels':34}" + "".join(f"{name + ' (' + run['kernels'] + ')':>26}" for name, run in runs.items()))
     for key, label in (("training", "training"), ("bare", "bare LSTM"), ("floor", "bare LSTM + output + loss")):
@@ -179,9 +181,8 @@ def main() -> None:
         + "".join(f"{run['ratio_floor']:26.2f}" for run in runs.values())
         + "   (target >= 0.85, default)"
     )
-    print(
-        f"default over pinned, training tokens/s: {runs['default']['training'] / runs['pinned to AVX2']['training']:.2f}"
-    )
+    speedup = runs["default"]["training"] / runs["pinned to AVX2"]["training"]
+    print(f"default over pinned, training tokens/s: {speedup:.2f}")
 
 
 if __name__ == "__main__":
