@@ -1,15 +1,16 @@
 """Run the pipeline with a params file merged over params.yaml, beside the project, and keep
 what it measured:
 
-    python experiments/run.py experiments/flickr8k-dev.yaml
+    python experiments/run.py experiments/flickr8k-dev.yaml [experiments/flickr8k-dev-whole-test.yaml ...]
 
 A run on real data is too long for the default `dvc repro` and reads data the project does not
 hold, so it runs in its own copy of the project, `build/experiments/<name>/` (the working tree
 as a clone has it, with the merged params.yaml), where DVC keeps its cache: running again after
-a change re-runs only what the change touches. Then its metrics and reports are copied into
-`experiments/<name>/` beside the params file, with `run.json`: the commit, the wall time of each
-stage that ran, and the machine. `dvc.yaml` declares those metrics, so `dvc metrics diff`
-shows what a change did to them.
+a change re-runs only what the change touches. Several params files are merged in order, each
+over the one before, and the run is named after the last: a variant of a run names only what
+it changes. Then its metrics and reports are copied into `experiments/<name>/` beside the last
+params file, with `run.json`: the commit, the wall time of each stage that ran, and the
+machine. `dvc.yaml` declares those metrics, so `dvc metrics diff` shows what a change did to them.
 
 Relative paths under `sources` are read from the project root, as in params.yaml.
 """
@@ -128,12 +129,16 @@ def keep_results(project: Path, results: Path, datasets: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("params", type=Path, help="a params file, merged over params.yaml (experiments/<name>.yaml)")
+    parser.add_argument(
+        "params", type=Path, nargs="+", help="params files merged in order over params.yaml (experiments/<name>.yaml)"
+    )
     args = parser.parse_args()
-    name = args.params.stem
-    changes = absolute_sources(yaml.safe_load(args.params.read_text()))
-    project = copy_project(ROOT / "build/experiments" / name, changes)
-    results = args.params.resolve().parent / name
+    last = args.params[-1]
+    changes = {}
+    for path in args.params:
+        changes = merge(changes, absolute_sources(yaml.safe_load(path.read_text())))
+    project = copy_project(ROOT / "build/experiments" / last.stem, changes)
+    results = last.resolve().parent / last.stem
     results.mkdir(exist_ok=True)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -148,7 +153,7 @@ def main() -> None:
     datasets = yaml.safe_load((project / "params.yaml").read_text())["datasets"]
     keep_results(project, results, datasets)
     run = {
-        "params": str(args.params),
+        "params": [str(path) for path in args.params],
         "commit": commit + ("+uncommitted changes" if dirty else ""),
         "started": started.isoformat(timespec="seconds"),
         "wall_seconds": round(wall, 1),
@@ -156,7 +161,7 @@ def main() -> None:
         "machine": machine() | {"cpus": os.cpu_count()},
     }
     (results / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-    print(f"{name}: {wall / 60:.1f} min; results in {results.relative_to(ROOT)}")
+    print(f"{last.stem}: {wall / 60:.1f} min; results in {results.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
