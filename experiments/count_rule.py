@@ -9,9 +9,8 @@ blank's length is that median (fitted on the validation blanks of the first
 `fill.tune_images` images, as stage length tunes the bonus; a visible count never seen
 takes the nearest seen one), and each method named fills it as if that length were known.
 It prints, per ratio, the mean length error and the CIDEr of those fills, with both as the
-project's own unknown-length fills have them (by the word bonus; `infill`'s too since
-commit 0cd01cd, by its own `<end>` before), and each CIDEr as a share of `bibs`'s with the
-length known.
+project's own unknown-length fills have them (by the word bonus of each method's scale), and
+each CIDEr as a share of `bibs`'s with the length known.
 """
 
 import argparse
@@ -20,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fillblank import decode, tables
+from fillblank import decode, tables, tuning
 from fillblank import params as params_module
 from fillblank.data.text import Vocab
-from fillblank.decode import length, registry, tuning
+from fillblank.decode import length, registry
 from fillblank.decode.models import load_models
 from fillblank.decode.step import Blanks
 from fillblank.evaluate import evaluate, read_results

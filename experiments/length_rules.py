@@ -29,8 +29,9 @@ import torch
 from tqdm import tqdm
 
 from fillblank import params as params_module
+from fillblank import tuning
 from fillblank.data.text import Vocab
-from fillblank.decode import rescore, tuning
+from fillblank.decode import rescore
 from fillblank.decode.baselines import beam_search
 from fillblank.decode.models import Models, load_models
 from fillblank.decode.step import Blanks, both_ways

@@ -44,13 +44,13 @@ class Backbone:
 
 def backbone(name: str, weights: str) -> Backbone:
     """The feature extractor `name` with `weights`; a bad name or weight set is a `UserError`."""
-    # torchvision is imported by the builders, not with this module: every stage that reads
-    # features.h5 imports it, and torchvision alone took 2 s of such a stage's start.
+    # torchvision is imported by the builders, not with this module: it takes seconds to
+    # import, and only the features stage and the CLI need it.
     make = _lite if name in LITE_SIZES else _torchvision
     torch.manual_seed(0)  # `weights: none` gives the same random network every run
     net = make(name, weights)
-    # Channels-last weights make the convolutions take oneDNN's fast path on CPU:
-    # efficientnet_lite0 runs 1.8x as fast on two cores, the features equal up to rounding.
+    # Channels-last weights make the convolutions take oneDNN's fast path on CPU (faster,
+    # the features equal up to rounding; benchmarks/features.py measures it).
     net.model.to(memory_format=torch.channels_last)
     return net
 

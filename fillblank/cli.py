@@ -348,7 +348,7 @@ def parser() -> argparse.ArgumentParser:
 @contextmanager
 def one_thread() -> Iterator[None]:
     """One image and one blank make many small operations: waking threads for them costs
-    more than it saves (thirty times more, measured on a busy two-core machine)."""
+    more than it saves (docs/decoding.md has the measurement)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -18,21 +18,15 @@ bibs [BiRNN-BSCD], known length k:
      `step.complete`); the answer is the best fill seen over all sweeps, the start included
      (never worse than forward beam search), and `mbest` gives the M best. Scoring the
      whole sentence costs more than the sweep that found the fill, so M (not the beam) sets
-     how many are scored. The sweep's own ranking weighs its last word by the handover.
-     Ranking by the sweeping captioner's log-prob through the fixed words after the blank
-     instead (as a beam running on through them would) lowered the search error on
-     `shapes` (unknown length, ratio 0.5: 1.2% to 0.4%) but also BiBS's CIDEr in five of
-     its six settings and ratios, for 23% more captioner steps at Flickr8k size; through
-     the first of those words only (no extra step) it did the same, and CIDEr fell below
-     fb_rerank's at unknown length, ratio 0.5. The start ranks its fills without the
-     right words: scoring its runners-up as well moved no mean S(Y) on `shapes` by more
-     than 0.001 nor any search error, and cost about 9% more captioner steps at Flickr8k
-     size (benchmarks/decode.py).
+     how many are scored. The sweep's own ranking weighs its last word by the handover; the
+     start ranks its fills without the right words, so only its best is scored. (Ranking
+     through the words after the blank, and scoring the start's runners-up, were tried and
+     dropped: docs/decoding.md, "Variants tried".)
   4. A blank stops when its beams no longer change, that is when a sweep brings no new
      fill among its M best, or after `p.sweeps` sweeps (after the start); later sweeps
      run on the blanks still changing only.
   Unknown length: BiBS at every length 1 .. `p.max_length`, the best of them all by S(Y)
-  plus the length bonus per word (the length rule, length.py).
+  plus the length bonus of scale `captioners` per word (the length rule, length.py).
 
 bibs_unknown [BiRNN-BSMP, meeting point], unknown length only:
   1. One forward beam search of `max_length` words from the left and one backward from

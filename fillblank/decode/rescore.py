@@ -14,7 +14,7 @@ a log-prob, at most 0: `best` scores each blank's hypotheses in the order of tha
 stops once no bound left beats the best S(Y) (plus the length bonus) found, so the other
 captioner never reads the fills that cannot win. The bound leaves out the other captioner's
 log-prob of the fill and of the words before it, so how much it spares depends on the
-captioners (README, "Decoding speed"). The answer is the pool's best, as scoring every fill
+captioners (docs/decoding.md, "Decoding speed"). The answer is the pool's best, as scoring every fill
 from <start> would give, up to ties in float rounding.
 """
 
