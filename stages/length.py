@@ -16,12 +16,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fillblank import evaluate, tables
+from fillblank import evaluate, tables, tuning
 from fillblank import params as params_module
 from fillblank.atomic import check_writable, write_text
 from fillblank.data import sources
 from fillblank.data.text import Vocab
-from fillblank.decode import length, registry, tuning
+from fillblank.decode import length, registry
 from fillblank.decode.models import load_models
 from fillblank.decode.step import Blanks
 from fillblank.errors import UserError, run

@@ -12,9 +12,10 @@ import pytest
 import torch
 from toy_models import fill_params, one_thread, random_captioner, random_models  # noqa: F401
 
+from fillblank import tuning
 from fillblank.checkpoint import save_checkpoint
 from fillblank.data.text import Vocab
-from fillblank.decode import fill, length, registry, tuning
+from fillblank.decode import fill, length, registry
 from fillblank.decode.step import Blanks
 from fillblank.errors import UserError
 from stages import length as length_stage

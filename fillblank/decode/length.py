@@ -16,7 +16,7 @@ rate. The score a method reports stays S(Y).
 
 `fill.length_bonus` is a number of nats, or `tuned`, or a mapping from scale to either
 (a scale it leaves out is `tuned`). `tuned` is the value stage length@<dataset> finds on
-the validation split, never on test (fillblank/decode/tuning.py): for each scale, the bonus whose
+the validation split, never on test (fillblank/tuning.py): for each scale, the bonus whose
 choices among that scale's candidates give the most CIDEr there, averaged over the ratios.
 The candidates are searched once per blank at every length; each bonus then only picks
 among them. docs/length.md has the bonuses found and what they give.

@@ -51,7 +51,11 @@ def tune(
                     rows = [i for i in range(len(blank)) if ratio[i] == r]
                     runs[name, reading, bonus, r] = {i: " ".join(left[i] + fills[i] + right[i]) for i in rows}
                     errors[name, reading, bonus, r] = sum(abs(len(fills[i]) - len(blank[i])) for i in rows) / len(rows)
-    cider = evaluate.cider(dict(enumerate(refs)), runs)
+    # Many bonuses pick the same fills: each distinct run is scored once.
+    distinct = {tuple(hyps.items()): hyps for hyps in runs.values()}
+    scored = evaluate.cider(dict(enumerate(refs)), dict(enumerate(distinct.values())))
+    by_fills = {fills: scored[n] for n, fills in enumerate(distinct)}
+    cider = {key: by_fills[tuple(hyps.items())] for key, hyps in runs.items()}
 
     def mean(values: dict, name: str, bonus: float, r: float) -> float:  # over the readings
         return sum(values[name, reading, bonus, r] for reading in range(len(readings[name]))) / len(readings[name])
