@@ -87,6 +87,7 @@ def merged_params(project: Path, changes: dict) -> None:
     path.write_text(yaml.safe_dump(merge(yaml.safe_load(path.read_text()), changes), sort_keys=False))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist, every test of the built pipeline runs in the one worker that builds
     it (`--dist loadgroup`); the others spread over the rest."""
