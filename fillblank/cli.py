@@ -187,14 +187,14 @@ def fill(args: argparse.Namespace) -> None:
     image = read_image(args.image)
     inputs = locate(args)
     entry = registry.entry(args.method)
+    vocab = Vocab.load(inputs.vocab)
+    device = decode.device(p.device)
+    models = load_models(inputs.models, vocab, device, entry.reads_infiller, inputs.features)
     if args.length is None:  # the method chooses the length, by the rule tuned for these models
         p = rule_of(p, entry, inputs)
-    vocab = Vocab.load(inputs.vocab)
     unknown = unknown_words(caption, vocab)
     if unknown:
         print(f"warning: not in the {inputs.dataset} vocabulary, read as <unk>: {', '.join(unknown)}", file=sys.stderr)
-    device = decode.device(p.device)
-    models = load_models(inputs.models, vocab, device, entry.reads_infiller, inputs.features)
     feats = image_features(image, inputs.features).to(device)  # shape: (1, D)
     expected = models.forward.sizes["feature_dim"]
     if feats.shape[1] != expected:

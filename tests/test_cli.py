@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import PARAMS
+from conftest import PARAMS, REPO
 from PIL import Image
 from toy_models import fill_params, random_models
 
@@ -126,6 +126,10 @@ def test_an_unreadable_image_is_one_line(capsys, tmp_path, content, message):
 def test_without_trained_models_it_says_how_to_train_them(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     image = png(tmp_path / "photo.png")
+    status, _, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a ___ circle")
+    assert status == 2 and err == "error: params.yaml: no such file (run from the project root)\n"
+
+    shutil.copy(REPO / "params.yaml", tmp_path)  # a project that was never built
     status, _, err = fillblank(capsys, "fill", "--image", str(image), "--caption", "a ___ circle")
     assert status == 2 and err.count("\n") == 1
     assert f"no trained models in {Path('data/models/shapes')}" in err and "dvc repro train" in err

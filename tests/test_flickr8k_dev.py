@@ -69,10 +69,11 @@ def test_the_pipeline_runs_on_real_flickr8k_and_orders_the_methods_sanely(tmp_pa
         # search for, is the paper's finding, and that both captioners beat one, sense.
         assert score["bibs"] > score["fb_rerank"] >= score["fb_max"] - 1e-4, (ratio, score)
         assert score["fb_max"] >= max(score["forward"], score["backward"]) - 1e-4, (ratio, score)
-    # With the length unknown they search for S(Y) + bonus x words (the length rule), and
-    # each pool holds the one before: fb_max's answers are among fb_rerank's candidates,
-    # and those among bibs_unknown's.
-    bonus = json.loads((project / "data/length/flickr8k.json").read_text())["length_bonus"]
+    # With the length unknown fb_rerank and bibs_unknown search for S(Y) + bonus x words,
+    # with the bonus of their scale, and each pool holds the one before: fb_max's answers
+    # (chosen by its own scale's bonus) are among fb_rerank's candidates, and those among
+    # bibs_unknown's, so under that bonus each scores at least the one before.
+    bonus = json.loads((project / "data/code/flickr8k/bibs_unknown.json").read_text())["length_bonus"]["captioners"]
     ranked = {}
     for method in ("fb_max", "fb_rerank", "bibs_unknown"):
         fills = pd.read_parquet(project / f"data/fills/flickr8k/{method}.parquet")

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from fillblank import params, provenance
+from fillblank.captioner import Captioner
 from fillblank.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from fillblank.data.text import END_ID, PAD_ID, START_ID, Vocab
 from fillblank.errors import UserError
@@ -226,7 +227,7 @@ def test_stage_writes_model_curves_and_metrics_and_removes_its_resume_file(colou
     config = read_checkpoint(model)["config"]
     assert config["dataset"] == "shapes" and config["direction"] == "backward" and config["settings"]["hidden"] == 32
     assert config["provenance"] == provenance.machine("cpu")  # where it was trained: torch, CPU capability, threads
-    load_checkpoint(model, Vocab.load(colours / "vocab.json"))
+    load_checkpoint(model, Vocab.load(colours / "vocab.json"), Captioner)
     metrics = json.loads((cwd / "metrics" / "train" / "shapes-backward.json").read_text())
     curves = pd.read_csv(cwd / "metrics" / "train" / "shapes-backward.csv")
     assert list(curves.columns) == ["epoch", "train_loss", "val_loss", "val_perplexity"]
