@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,15 +64,53 @@ def params_file(tmp_path: Path):
     return write
 
 
+def built_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this test run builds the `shapes` pipeline: in the temporary folder every
+    process of the run shares (pytest-xdist gives each worker its own below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "built"
+
+
+def needs_build(item: pytest.Item) -> bool:
+    return "built_shapes" in getattr(item, "fixturenames", ())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def start_building_shapes(request, tmp_path_factory) -> None:
+    """When a test of this run needs the built pipeline, start `dvc repro` on a fresh clone in
+    the background at the run's first test, once for all its processes: the other tests run
+    meanwhile, and those that need it come last (`pytest_collection_modifyitems`)."""
+    folder = built_folder(tmp_path_factory)
+    if not any(needs_build(item) for item in request.session.items):
+        return
+    try:
+        folder.mkdir()  # the first process of the run to get here builds; the others wait for it
+    except FileExistsError:
+        return
+    try:
+        project = clone(folder / "project", {})
+    except BaseException as error:  # the waiting processes are told, not left waiting
+        (folder / "repro.log").write_text(f"cloning the project failed: {error!r}")
+        (folder / "status").write_text("1")
+        raise
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # The status file is written last, so that it is there only once the build has ended.
+    script = "dvc repro > ../repro.log 2>&1; echo $? > ../status.tmp && mv ../status.tmp ../status"
+    subprocess.Popen(["sh", "-c", script], cwd=project, env=env)
+
+
 @pytest.fixture(scope="session")
 def built_shapes(tmp_path_factory) -> Path:
     """The project as a fresh clone's `dvc repro` leaves it: the default `shapes` pipeline,
     built once per test run (about ten minutes on two cores) and shared by every test that
     needs trained models or the pipeline's outputs, the regression check among them. Tests
     read it; one that changes it works on `copy_of(built_shapes, ...)`."""
-    root = clone(tmp_path_factory.mktemp("built") / "project", {})
-    sh("dvc", "repro", cwd=root)
-    return root
+    folder = built_folder(tmp_path_factory)
+    while not (folder / "status").is_file():
+        time.sleep(1)
+    log = (folder / "repro.log").read_text()
+    assert (folder / "status").read_text().strip() == "0", f"dvc repro of the shapes pipeline failed:\n{log[-5000:]}"
+    return folder / "project"
 
 
 def copy_of(project: Path, dest: Path) -> Path:
@@ -87,10 +126,7 @@ def merged_params(project: Path, changes: dict) -> None:
     path.write_text(yaml.safe_dump(merge(yaml.safe_load(path.read_text()), changes), sort_keys=False))
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, every test of the built pipeline runs in the one worker that builds
-    it (`--dist loadgroup`); the others spread over the rest."""
-    for item in items:
-        if "built_shapes" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("built_shapes"))
+    """The slow tests first, the tests of the built pipeline last, so that the others run
+    while it builds and the quick ones fill the gaps (pytest-xdist's `--dist worksteal`)."""
+    items.sort(key=lambda item: (needs_build(item), "slow" not in item.keywords))  # stable: order kept within
