@@ -97,10 +97,15 @@ def score(
 
 def cider(
     refs: Mapping[Hashable, Sequence[str]], runs: Mapping[Hashable, Mapping[Hashable, str]]
-) -> dict[Hashable, float]:
-    """CIDEr alone of each run, as `score` computes it: for tuning on many runs, where the
-    other metrics (METEOR above all) would cost more than the search."""
-    return {run: float(Cider().compute_score(gts, res)[0]) for run, (gts, res) in tokenized(refs, runs).items()}
+) -> dict[Hashable, dict[Hashable, float]]:
+    """CIDEr alone of each hypothesis of each run, `{run: {key: score}}`, as `score`
+    computes it (a run's CIDEr is the mean of its hypotheses'): for tuning on many runs,
+    where the other metrics (METEOR above all) would cost more than the search."""
+    scored = {}
+    for run, (gts, res) in tokenized(refs, runs).items():
+        _, each = Cider().compute_score(gts, res)  # in the order of gts's keys
+        scored[run] = {key: float(score) for key, score in zip(gts, each, strict=True)}
+    return scored
 
 
 def tokenized(refs: Mapping[Hashable, Sequence[str]], runs: Mapping[Hashable, Mapping[Hashable, str]]) -> dict:

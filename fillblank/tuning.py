@@ -2,13 +2,14 @@
 
 Each scale's candidates are searched once per validation blank at every length; each
 bonus of `GRID` then picks among them (`length.choose`), and pycocoevalcap's CIDEr of the
-picks, against the captions of their images, decides. Every scale, bonus, ratio and
+picks, against the captions of their images, decides by the one-standard-error rule. Every scale, bonus, ratio and
 reading is scored in one call, so that Java starts once.
 """
 
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -36,45 +37,66 @@ def validation_blanks(prepared: Path, features_path: Path, ratios: Sequence[floa
 def tune(
     readings: dict[str, list[Candidates]], vocab: Vocab, blank_set: pa.Table, refs: Sequence[Sequence[str]]
 ) -> dict:
-    """Per scale, the bonus of `GRID` whose choices among its candidates (`readings[scale]`,
-    one list per reading of the blanks) give the most CIDEr on `blank_set` (columns left,
-    blank, right, ratio) against each blank's `refs`, averaged over the ratios and the
-    readings (the smallest bonus among equals). All of it is scored in one pycocoevalcap call."""
+    """Per scale, the bonus of `GRID` for the choices among its candidates (`readings[scale]`,
+    one list per reading of the blanks) on `blank_set` (columns left, blank, right, ratio),
+    scored by CIDEr against each blank's `refs`, averaged over the ratios and the readings.
+
+    The bonus chosen is the smallest whose CIDEr lies within one standard error of the best
+    one's (the one-standard-error rule; Breiman et al., 1984, Classification and Regression
+    Trees, 3.4.3), the error being that of the paired difference over the blanks. Bonuses the
+    validation blanks cannot tell apart are settled towards no bonus, not by the last bits
+    of the scores, which differ between CPUs (docs/length.md). All of it is scored in one
+    pycocoevalcap call."""
     left, blank, right, ratio = (blank_set[name].to_pylist() for name in ("left", "blank", "right", "ratio"))
-    ratios = sorted(set(ratio))
+    rows = {r: [i for i in range(len(blank)) if ratio[i] == r] for r in sorted(set(ratio))}
     runs, errors = {}, {}
     for name, candidates in readings.items():
         for reading, of_reading in enumerate(candidates):
             for bonus in GRID:
                 fills = [vocab.decode(tokens) for tokens in choose(of_reading, bonus)]
-                for r in ratios:
-                    rows = [i for i in range(len(blank)) if ratio[i] == r]
-                    runs[name, reading, bonus, r] = {i: " ".join(left[i] + fills[i] + right[i]) for i in rows}
-                    errors[name, reading, bonus, r] = sum(abs(len(fills[i]) - len(blank[i])) for i in rows) / len(rows)
+                for r, at in rows.items():
+                    runs[name, reading, bonus, r] = {i: " ".join(left[i] + fills[i] + right[i]) for i in at}
+                    errors[name, reading, bonus, r] = sum(abs(len(fills[i]) - len(blank[i])) for i in at) / len(at)
     # Many bonuses pick the same fills: each distinct run is scored once.
     distinct = {tuple(hyps.items()): hyps for hyps in runs.values()}
     scored = evaluate.cider(dict(enumerate(refs)), dict(enumerate(distinct.values())))
     by_fills = {fills: scored[n] for n, fills in enumerate(distinct)}
-    cider = {key: by_fills[tuple(hyps.items())] for key, hyps in runs.items()}
+    return {name: choice(name, len(readings[name]), rows, runs, by_fills, errors) for name in readings}
 
-    def mean(values: dict, name: str, bonus: float, r: float) -> float:  # over the readings
-        return sum(values[name, reading, bonus, r] for reading in range(len(readings[name]))) / len(readings[name])
 
-    tuned = {}
-    for name in readings:
-        grid = {
-            bonus: {
-                "CIDEr": sum(mean(cider, name, bonus, r) for r in ratios) / len(ratios),
-                "length_error": sum(mean(errors, name, bonus, r) for r in ratios) / len(ratios),
-            }
-            for bonus in GRID
+def choice(name: str, readings: int, rows: dict, runs: dict, by_fills: dict, errors: dict) -> dict:
+    """Scale `name`'s bonus by the one-standard-error rule (`tune`), with the CIDEr and length
+    error of each bonus tried; per ratio for the one chosen."""
+
+    def per_blank(bonus: float, r: float) -> np.ndarray:  # each blank's CIDEr, averaged over the readings
+        return np.mean(
+            [[by_fills[tuple(runs[name, k, bonus, r].items())][i] for i in rows[r]] for k in range(readings)], axis=0
+        )
+
+    def mean_error(bonus: float, r: float) -> float:
+        return sum(errors[name, k, bonus, r] for k in range(readings)) / readings
+
+    cider = {bonus: {r: per_blank(bonus, r) for r in rows} for bonus in GRID}
+    mean = {bonus: float(np.mean([cider[bonus][r].mean() for r in rows])) for bonus in GRID}
+    best = max(GRID, key=lambda bonus: (mean[bonus], -bonus))
+
+    def standard_error(bonus: float) -> float:  # of mean[bonus] - mean[best], pairing each blank's CIDEr
+        variances = [np.var(cider[bonus][r] - cider[best][r], ddof=1) / len(rows[r]) for r in rows if len(rows[r]) > 1]
+        return float(np.sqrt(sum(variances))) / len(rows)
+
+    grid = {
+        bonus: {
+            "CIDEr": mean[bonus],
+            "standard_error": standard_error(bonus),
+            "length_error": float(np.mean([mean_error(bonus, r) for r in rows])),
         }
-        best = max(GRID, key=lambda bonus: (grid[bonus]["CIDEr"], -bonus))  # noqa: B023 (used at once)
-        tuned[name] = {
-            "length_bonus": best,
-            "CIDEr": {f"{r:g}": mean(cider, name, best, r) for r in ratios} | {"mean": grid[best]["CIDEr"]},
-            "length_error": {f"{r:g}": mean(errors, name, best, r) for r in ratios}
-            | {"mean": grid[best]["length_error"]},
-            "grid": {f"{bonus:g}": values for bonus, values in grid.items()},
-        }
-    return tuned
+        for bonus in GRID
+    }
+    chosen = min(bonus for bonus in GRID if mean[bonus] >= mean[best] - grid[bonus]["standard_error"])
+    return {
+        "length_bonus": chosen,
+        "best_bonus": best,
+        "CIDEr": {f"{r:g}": float(cider[chosen][r].mean()) for r in rows} | {"mean": mean[chosen]},
+        "length_error": {f"{r:g}": mean_error(chosen, r) for r in rows} | {"mean": grid[chosen]["length_error"]},
+        "grid": {f"{bonus:g}": values for bonus, values in grid.items()},
+    }

@@ -56,6 +56,22 @@ def test_the_tuned_bonus_picks_the_fills_of_most_cider_not_the_nearest_lengths()
     assert tuned["length_error"] == {"0.5": 0.25, "mean": 0.25}
 
 
+def test_bonuses_the_blanks_cannot_tell_apart_are_settled_towards_no_bonus():
+    # Each blank's one removed word scores -1, both -2: above a bonus of 1, both are chosen.
+    candidates = [[(VOCAB.ids(c[1:2]), -1.0), (VOCAB.ids(c[1:3]), -2.0)] for c in CAPTIONS]
+    # The first image's describers all wrote both words; two of each other image's three, one.
+    refs = [
+        [" ".join(c)] * 3 if n == 0 else [" ".join(c[:2] + c[3:])] * 2 + [" ".join(c)] for n, c in enumerate(CAPTIONS)
+    ]
+    tuned = tuning.tune({"captioners": [candidates]}, VOCAB, VAL, refs)["captioners"]
+    grid = tuned["grid"]
+    assert tuned["best_bonus"] == 1.25  # the first blank gains more than the others lose ...
+    assert grid["1.25"]["CIDEr"] - grid["0"]["CIDEr"] < grid["0"]["standard_error"]  # ... but four blanks cannot tell
+    assert tuned["length_bonus"] == 0.0 and tuned["CIDEr"]["mean"] == grid["0"]["CIDEr"]
+    every = [[" ".join(c)] * 3 for c in CAPTIONS]  # every describer wrote both words: the best bonus, clearly
+    assert tuning.tune({"captioners": [candidates]}, VOCAB, VAL, every)["captioners"]["length_bonus"] == 1.25
+
+
 def toy_scale(word_cost: float):
     """A scale whose score takes `word_cost` nats for the second removed word: the first word
     alone scores -1, both -1 - word_cost. The describers wrote both, so its best bonus is the

@@ -16,22 +16,24 @@ rate. The score a method reports stays S(Y).
 
 `fill.length_bonus` is a number of nats, or `tuned`, or a mapping from scale to either
 (a scale it leaves out is `tuned`). `tuned` is the value stage length@<dataset> finds on
-the validation split, never on test (fillblank/tuning.py): for each scale, the bonus whose
-choices among that scale's candidates give the most CIDEr there, averaged over the ratios.
-The candidates are searched once per blank at every length; each bonus then only picks
-among them. docs/length.md has the bonuses found and what they give.
+the validation split, never on test (fillblank/tuning.py): for each scale, the smallest
+bonus whose choices among that scale's candidates give CIDEr there, averaged over the
+ratios, within one standard error of the best bonus's. The candidates are searched once
+per blank at every length; each bonus then only picks among them. docs/length.md has the
+bonuses found and what they give.
 
 `data/length/<dataset>.json`:
 
     {"blanks": 1500, "models": {"forward.pt": "<sha256>", ...},
-     "scales": {"captioners": {"length_bonus": 1.0,
+     "scales": {"captioners": {"length_bonus": 0.75, "best_bonus": 1.0,
                                "CIDEr": {"0.25": ..., "0.5": ..., "0.75": ..., "mean": ...},
                                "length_error": {"0.25": ..., ..., "mean": ...},
-                               "grid": {"0.0": {"CIDEr": ..., "length_error": ...}, ...}},
+                               "grid": {"0": {"CIDEr": ..., "standard_error": ...,
+                                              "length_error": ...}, ...}},
                 ...}}
 
-(CIDEr and length error of the chosen bonus per ratio, and their means over the ratios for
-every bonus tried.)
+(CIDEr and length error of the chosen bonus per ratio; for every bonus tried, their means
+over the ratios and the standard error of its CIDEr's difference from the best bonus's.)
 """
 
 import json
