@@ -2,6 +2,11 @@
 
     python experiments/paired.py . shapes infill bibs
     python experiments/paired.py build/experiments/flickr8k-dev flickr8k infill bibs --metric CIDEr
+    python experiments/paired.py build/experiments/flickr8k-dev flickr8k infill infill \
+        --against build/experiments/flickr8k-dev-shared --metric CIDEr
+
+With `--against`, method B's fills are those of another run of the same blanks (a variant
+in its own folder), so that one method can be held against itself under other params.
 
 A paired bootstrap over test images (Efron and Tibshirani, 1993; Koehn, EMNLP 2004, for
 translation metrics): the images of the blank set are drawn with replacement, `--samples`
@@ -129,21 +134,27 @@ def main() -> None:
     parser.add_argument("dataset")
     parser.add_argument("a", help="method A")
     parser.add_argument("b", help="method B")
+    parser.add_argument("--against", type=Path, default=None, help="read method B from this project (default: project)")
     parser.add_argument("--metric", choices=["exact_match", "CIDEr"], default="exact_match")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    fills, blanks, captions = read_results(args.project, args.dataset, [args.a, args.b])
+    fills, blanks, captions = read_results(args.project, args.dataset, [args.a])
+    fills_b, blanks_b, _ = read_results(args.against or args.project, args.dataset, [args.b])
+    if not blanks_b.equals(blanks):
+        raise SystemExit(f"{args.against}: other blanks than {args.project}'s; both must fill the same")
+    fills = pd.concat([fills.assign(method="A"), fills_b.assign(method="B")])  # A and B: the same method may be both
     rows = fills.merge(blanks[["blank_id", "image_id", "ratio", "blank"]], on="blank_id")
     rows["hit"] = rows["fill"] == rows["blank"]
     refs = dict(zip(blanks["blank_id"], references(captions).loc[blanks["image_id"]], strict=True))
     interval = f"[95% interval over {args.samples} draws of its images]"
-    print(f"{args.metric}, {args.a} - {args.b}, {args.dataset}: whole test set {interval}")
+    b = f"{args.b} of {args.against}" if args.against else args.b
+    print(f"{args.metric}, {args.a} - {b}, {args.dataset}: whole test set {interval}")
     for (setting, ratio), group in rows.groupby(["setting", "ratio"]):
-        if set(group["method"]) != {args.a, args.b}:
+        if set(group["method"]) != {"A", "B"}:
             continue  # a setting only one of them runs in
         images = np.unique(group["image_id"])
-        by_method = {m: group[group["method"] == m] for m in (args.a, args.b)}
+        by_method = {m: group[group["method"] == m] for m in ("A", "B")}
         if args.metric == "CIDEr":
             runs = {m: dict(zip(f["blank_id"], f["sentence"], strict=True)) for m, f in by_method.items()}
             scored = tokenized(refs, runs)
@@ -151,7 +162,7 @@ def main() -> None:
             score = {m: drawn_cider(*scored[m], blanks_of, images) for m in runs}
         else:
             score = {m: (lambda drawn, f=f: exact(f, drawn)) for m, f in by_method.items()}
-        differences = np.array([score[args.a](d) - score[args.b](d) for d in draws(images, args.samples, args.seed)])
+        differences = np.array([score["A"](d) - score["B"](d) for d in draws(images, args.samples, args.seed)])
         low, high = np.percentile(differences[1:], [2.5, 97.5])
         counts = f"({len(group) // 2} blanks, {len(images)} images)"
         print(f"{setting:8} {ratio:<5g} {differences[0]:+.4f} [{low:+.4f}, {high:+.4f}]  {counts}")
