@@ -241,7 +241,7 @@ def test_stage_writes_model_curves_and_metrics_and_removes_its_resume_file(colou
         [
             sys.executable,
             "-m",
-            "fillblank.train",
+            "fillblank.train.captioners",
             model,
             "--prepared",
             colours,
