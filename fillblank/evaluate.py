@@ -26,7 +26,8 @@ laid out as `metrics/<dataset>.json`:
     search_error   share of blanks where the method's S(Y) is below that of the oracle
                    (`exact`, the exhaustive search; only where it ran, and not for itself);
                    with the length unknown, S(Y) + the oracle's length bonus x words, which
-                   the oracle maximises there (fillblank/decode/length.py)
+                   the oracle maximises there (fillblank/decode/length.py), and only for
+                   the methods of the oracle's scale, which maximise the same
 
 Ratios are keys such as "0.25"; methods come in the order given to `read_fills`. Values
 are rounded to 6 decimals, so that equal runs give byte-equal files.
@@ -277,7 +278,11 @@ def evaluate(
         }
         if setting == "unknown":
             values["length_error"] = (group["length"] - group["blank"].map(len)).abs().mean()
-        if method != oracle and setting in best.index.get_level_values("setting"):
+        # With the length unknown the search error is counted for the methods that rank lengths
+        # on the oracle's scale only: the others maximise another score, which the oracle's
+        # answer need not beat.
+        ran = method != oracle and setting in best.index.get_level_values("setting")
+        if ran and (setting == "known" or registry.entry(method).scale == registry.entry(oracle).scale):
             exact = best.loc[setting].loc[group["blank_id"]].to_numpy()
             # SLACK: a sentence scored in another batch differs in the last bits, and that is no search error
             values["search_error"] = (group["ranked"].to_numpy() < exact - SLACK).mean()

@@ -44,7 +44,7 @@ FILLERS = {
     "bibs_unknown": lambda blank: (list(blank), -1.0),
     "exact": lambda blank: (list(blank), -1.0),
 }
-KNOWN_ONLY_WRONG_LENGTH = "forward"  # in the unknown setting, forward picks one word too many
+KNOWN_ONLY_WRONG_LENGTH = "fb_rerank"  # in the unknown setting, fb_rerank picks one word too many
 
 FILL_SCHEMA = pa.schema(
     [
