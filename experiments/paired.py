@@ -158,7 +158,7 @@ def main() -> None:
         if args.metric == "CIDEr":
             runs = {m: dict(zip(f["blank_id"], f["sentence"], strict=True)) for m, f in by_method.items()}
             scored = tokenized(refs, runs)
-            blanks_of = by_method[args.a].groupby("image_id")["blank_id"].agg(list).to_dict()
+            blanks_of = by_method["A"].groupby("image_id")["blank_id"].agg(list).to_dict()
             score = {m: drawn_cider(*scored[m], blanks_of, images) for m in runs}
         else:
             score = {m: (lambda drawn, f=f: exact(f, drawn)) for m, f in by_method.items()}
