@@ -1,11 +1,17 @@
 """experiments/run.py: a run beyond the default, in its own copy of the project."""
 
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from conftest import REPO
 from pycocoevalcap.cider.cider import Cider
+from synthetic import write_dataset
 
 from experiments.paired import DrawnCider, drawn_cider, draws, exact
 from experiments.run import absolute_sources, copy_project
@@ -83,3 +89,23 @@ def test_a_drawn_image_brings_all_its_blanks_as_often_as_it_is_drawn():
     copies = [(0, 10), (0, 11), (1, 10), (1, 11), (2, 30)]  # image 1 drawn twice, image 3 once
     expected, _ = Cider().compute_score({c: gts[c[1]] for c in copies}, {c: res[c[1]] for c in copies})
     assert score(np.array([3, 1, 1])) == pytest.approx(expected, rel=1e-12)
+
+
+def test_against_holds_a_method_against_itself_in_another_run_of_the_same_blanks(tmp_path):
+    write_dataset(tmp_path / "run")  # bibs fills every blank right, fb_rerank all but its last word
+    write_dataset(tmp_path / "variant")
+    shutil.copy(
+        tmp_path / "run/data/fills/shapes/fb_rerank.parquet", tmp_path / "variant/data/fills/shapes/bibs.parquet"
+    )
+    paired = [sys.executable, str(REPO / "experiments/paired.py"), str(tmp_path / "run"), "shapes", "bibs", "bibs"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [*paired, "--against", str(tmp_path / "variant"), "--samples", "20"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "bibs - bibs of" in out and " +0.0000 " not in out.split("\n", 1)[1]  # right against all but one word right
+    same = subprocess.run([*paired, "--samples", "20"], env=env, capture_output=True, text=True, check=True).stdout
+    assert all(" +0.0000 [+0.0000, +0.0000]" in line for line in same.splitlines()[1:] if line)
