@@ -2,8 +2,8 @@
 
 Each scale's candidates are searched once per validation blank at every length; each
 bonus of `GRID` then picks among them (`length.choose`), and pycocoevalcap's CIDEr of the
-picks, against the captions of their images, decides by the one-standard-error rule. Every scale, bonus, ratio and
-reading is scored in one call, so that Java starts once.
+picks, against the captions of their images, decides by the one-standard-error rule.
+Every scale, bonus, ratio and reading is scored in one call, so that Java starts once.
 """
 
 from collections.abc import Sequence
