@@ -79,13 +79,18 @@ def needs_build(item: pytest.Item) -> bool:
 def start_building_shapes(request, tmp_path_factory) -> None:
     """When a test of this run needs the built pipeline, start `dvc repro` on a fresh clone in
     the background at the run's first test, once for all its processes: the other tests run
-    meanwhile, and those that need it come last (`pytest_collection_modifyitems`)."""
+    meanwhile, and those that need it come last (`pytest_collection_modifyitems`).
+
+    The build is the run's longest job, so it runs as a user's does, on every core, and
+    every test process then lowers its own priority: the tests take what CPU the build
+    leaves, and the build is never the one left waiting."""
     folder = built_folder(tmp_path_factory)
     if not any(needs_build(item) for item in request.session.items):
         return
     try:
         folder.mkdir()  # the first process of the run to get here builds; the others wait for it
     except FileExistsError:
+        os.nice(10)
         return
     try:
         project = clone(folder / "project", {})
@@ -94,15 +99,17 @@ def start_building_shapes(request, tmp_path_factory) -> None:
         (folder / "status").write_text("1")
         raise
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("OMP_NUM_THREADS", None)  # `make test` gives each test one thread; the build takes PyTorch's default
     # The status file is written last, so that it is there only once the build has ended.
     script = "dvc repro > ../repro.log 2>&1; echo $? > ../status.tmp && mv ../status.tmp ../status"
     subprocess.Popen(["sh", "-c", script], cwd=project, env=env)
+    os.nice(10)
 
 
 @pytest.fixture(scope="session")
 def built_shapes(tmp_path_factory) -> Path:
     """The project as a fresh clone's `dvc repro` leaves it: the default `shapes` pipeline,
-    built once per test run (about ten minutes on two cores) and shared by every test that
+    built once per test run (about twenty minutes on two cores) and shared by every test that
     needs trained models or the pipeline's outputs, the regression check among them. Tests
     read it; one that changes it works on `copy_of(built_shapes, ...)`."""
     folder = built_folder(tmp_path_factory)
