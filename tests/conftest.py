@@ -81,9 +81,9 @@ def start_building_shapes(request, tmp_path_factory) -> None:
     the background at the run's first test, once for all its processes: the other tests run
     meanwhile, and those that need it come last (`pytest_collection_modifyitems`).
 
-    The build is the run's longest job, so it runs as a user's does, on every core, and
-    every test process then lowers its own priority: the tests take what CPU the build
-    leaves, and the build is never the one left waiting."""
+    The build is the run's longest job: it keeps `make test`'s one thread (two threads
+    gained nothing beside the tests, docs/reproducibility.md), and every test process then
+    lowers its own priority, so that the tests take what CPU the build leaves."""
     folder = built_folder(tmp_path_factory)
     if not any(needs_build(item) for item in request.session.items):
         return
@@ -99,7 +99,6 @@ def start_building_shapes(request, tmp_path_factory) -> None:
         (folder / "status").write_text("1")
         raise
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("OMP_NUM_THREADS", None)  # `make test` gives each test one thread; the build takes PyTorch's default
     # The status file is written last, so that it is there only once the build has ended.
     script = "dvc repro > ../repro.log 2>&1; echo $? > ../status.tmp && mv ../status.tmp ../status"
     subprocess.Popen(["sh", "-c", script], cwd=project, env=env)
