@@ -5,15 +5,14 @@ built_shapes), so this is the table to read before making CI faster.
 
     python benchmarks/pipeline.py [--set fill.tune_images=50 ...] [--keep DIR]
 
-A stage's time runs from DVC's "Running stage" line to the next one's (or to the end), so
-it includes starting Python and DVC's own bookkeeping. `--set` merges a params.yaml value
+Each stage's time is `experiments.run.repro`'s, from DVC's "Running stage" line to the next
+one's (or to the end), so it includes starting Python and DVC's own bookkeeping. `--set` merges a params.yaml value
 into the copy, as `dvc exp run -S` would, to see what a smaller setting saves. Run it
 alone: a second job on the same cores slows every stage (docs/reproducibility.md).
 """
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from experiments.run import copy_project, merge  # noqa: E402 (the project root, put on the path above)
+from experiments.run import copy_project, merge, repro  # noqa: E402 (the project root, put on the path above)
 
 
 def dotted(setting: str) -> dict:
@@ -32,24 +31,6 @@ def dotted(setting: str) -> dict:
     for part in reversed(key.split(".")):
         changes = {part: changes}
     return changes
-
-
-def timed_repro(project: Path) -> tuple[list[tuple[str, float]], float]:
-    """Run `dvc repro` in `project`: (stage, seconds) in the order they ran, and the total."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    start = time.perf_counter()
-    marks = []
-    with subprocess.Popen(
-        ["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as repro:
-        for line in repro.stdout:
-            if line.startswith("Running stage"):
-                marks.append((line.split("'")[1], time.perf_counter()))
-    total = time.perf_counter() - start
-    if repro.returncode:
-        sys.exit(f"error: dvc repro failed in {project} (exit {repro.returncode})")
-    ends = [at for _, at in marks[1:]] + [start + total]
-    return [(stage, end - at) for (stage, at), end in zip(marks, ends, strict=True)], total
 
 
 def main() -> None:
@@ -62,9 +43,11 @@ def main() -> None:
         changes = merge(changes, dotted(setting))
     with tempfile.TemporaryDirectory() as scratch:
         project = copy_project(args.keep or Path(scratch) / "project", changes)
-        stages, total = timed_repro(project)
-    width = max(len(stage) for stage, _ in stages)
-    for stage, seconds in sorted(stages, key=lambda row: -row[1]):
+        start = time.perf_counter()
+        stages = repro(project, Path(scratch) / "repro.log")
+        total = time.perf_counter() - start
+    width = max(map(len, stages))
+    for stage, seconds in sorted(stages.items(), key=lambda row: -row[1]):
         print(f"{stage:<{width}}  {seconds:7.1f} s  {seconds / total:6.1%}")
     print(f"{'total':<{width}}  {total:7.1f} s  on {os.cpu_count()} cores")
 
