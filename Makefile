@@ -12,10 +12,9 @@ repro: setup
 # Lint first, so that a style error fails in seconds; then every test in two processes of one
 # thread each (two PyTorch processes of two threads each on two cores wait on each other far
 # more than they work). The tests build the `shapes` pipeline once, in the background, while
-# the others run at a lower priority (tests/conftest.py: built_shapes), and
-# hold it to the committed metrics, as
-# `make regression` does; with ../shared/data/flickr8k-dev there, they run the pipeline on
-# real Flickr8k data too.
+# the others run at a lower priority (tests/conftest.py: built_shapes), and hold it to the
+# committed metrics, as `make regression` does; with ../shared/data/flickr8k-dev there, they
+# run the pipeline on real Flickr8k data too.
 test: lint
 	.ci/install-chromium
 	OMP_NUM_THREADS=1 pytest -n 2 --dist worksteal
