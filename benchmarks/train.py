@@ -2,7 +2,8 @@
 `nn.LSTM` forward and backward pass over the same batches, both measured in this one run,
 once with PyTorch's kernels as it picks them for this CPU (the default) and once pinned to
 AVX2 (`PINNED`, what an older release forced on every machine), each in a fresh process,
-since the kernels are chosen at a process's first computation.
+since the kernels are chosen at a process's first computation. Both sides run on the CPU,
+with any GPU hidden from them (`benchmarks/gpu_check.py` is the GPU's check).
 
     python benchmarks/train.py [--captions 3000] [--threads 2] [--epochs 1] [--rounds 3]
 
@@ -169,7 +170,8 @@ def main() -> None:
             "--rounds",
             str(args.rounds),
         ]
-        out = subprocess.run(command, env=unset | env, capture_output=True, text=True, check=True).stdout
+        cpu_only = unset | env | {"CUDA_VISIBLE_DEVICES": ""}  # training would take a GPU, the bare side not
+        out = subprocess.run(command, env=cpu_only, capture_output=True, text=True, check=True).stdout
         runs[name] = json.loads(out.splitlines()[-1])  # after the progress lines training prints
     print(runs["default"]["setup"])
     print(f"{'kernels':34}" + "".join(f"{name + ' (' + run['kernels'] + ')':>26}" for name, run in runs.items()))
