@@ -1,5 +1,5 @@
 """The DVC pipeline itself: what `dvc repro` runs and refuses in a fresh copy of the repository,
-and a method of one's own added to the built `shapes` pipeline."""
+and, on the built `shapes` pipeline, a method of one's own and an experiment."""
 
 import io
 import json
@@ -47,7 +47,7 @@ def test_changing_a_param_reruns_only_the_stages_that_use_it(small):
     assert "Running stage 'download@shapes'" not in out
 
 
-@pytest.mark.slow  # on the built pipeline: one method's fill and the tables, then the blanks of 20 images refilled
+@pytest.mark.slow  # on the built pipeline: one method's fill and the tables
 def test_a_method_of_ones_own_is_one_file_and_the_regression_names_its_metrics_new(built_shapes, tmp_path):
     project = copy_of(built_shapes, tmp_path / "project")
     commit(project, "the pipeline as built")
@@ -76,7 +76,12 @@ def test_a_method_of_ones_own_is_one_file_and_the_regression_names_its_metrics_n
     new = [line.split()[0] for line in check.stdout.splitlines()[2:] if line.split()[-1:] == ["new"]]
     assert new and all(".sample_rerank." in name for name in new), check.stdout
     assert "metrics moved" not in check.stdout
-    commit(project, "sample_rerank")
+
+
+@pytest.mark.slow  # on the built pipeline: the blanks of 20 images, filled by every method
+def test_an_experiment_on_the_built_pipeline_reruns_what_its_change_touches_not_training(built_shapes, tmp_path):
+    project = copy_of(built_shapes, tmp_path / "project")
+    commit(project, "the pipeline as built")
 
     out = sh("dvc", "exp", "run", "-S", "blanks.test_images=20", cwd=project)
     assert "blanks@shapes" in ran(out) and "fill@shapes-bibs" in ran(out)
