@@ -10,12 +10,14 @@ a change re-runs only what the change touches. Several params files are merged i
 over the one before, and the run is named after the last: a variant of a run names only what
 it changes. Then its metrics and reports are copied into `experiments/<name>/` beside the last
 params file, with `run.json`: the commit, the wall time of each stage that ran, and the
-machine. `dvc.yaml` declares those metrics, so `dvc metrics diff` shows what a change did to them.
+machine; a variant's training metrics only where its models differ from the first run's.
+`dvc.yaml` declares those metrics, so `dvc metrics diff` shows what a change did to them.
 
 Relative paths under `sources` are read from the project root, as in params.yaml.
 """
 
 import argparse
+import filecmp
 import json
 import os
 import re
@@ -116,15 +118,25 @@ def repro(project: Path, log: Path) -> dict[str, float]:
     return {stage: round(end - start, 1) for (stage, start), end in zip(starts, ends, strict=True)}
 
 
-def keep_results(project: Path, results: Path, datasets: list[str]) -> None:
-    """Copy the run's metrics and reports of `datasets` into `results`, replacing older ones."""
+def keep_results(project: Path, results: Path, datasets: list[str], base: Path | None = None) -> None:
+    """Copy the run's metrics and reports of `datasets` into `results`, replacing older ones.
+
+    A variant's training metrics that equal those kept in `base`, the results of the run it
+    varies, are of the same models and stay there only."""
     shutil.rmtree(results / "metrics", ignore_errors=True)
     shutil.rmtree(results / "reports", ignore_errors=True)
     for dataset in datasets:
-        for path in [project / f"metrics/{dataset}.json", *(project / "metrics/train").glob(f"{dataset}-*")]:
+        trained = sorted((project / "metrics/train").glob(f"{dataset}-*"))
+        if base is not None:
+            trained = [path for path in trained if not same_file(path, base / path.relative_to(project))]
+        for path in [project / f"metrics/{dataset}.json", *trained]:
             (results / path.relative_to(project)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, results / path.relative_to(project))
         shutil.copytree(project / f"reports/{dataset}", results / f"reports/{dataset}")
+
+
+def same_file(path: Path, other: Path) -> bool:
+    return other.is_file() and filecmp.cmp(path, other, shallow=False)
 
 
 def main() -> None:
@@ -151,7 +163,8 @@ def main() -> None:
     wall = time.monotonic() - clock
 
     datasets = yaml.safe_load((project / "params.yaml").read_text())["datasets"]
-    keep_results(project, results, datasets)
+    base = args.params[0].resolve().parent / args.params[0].stem if len(args.params) > 1 else None
+    keep_results(project, results, datasets, base)
     run = {
         "params": [str(path) for path in args.params],
         "commit": commit + ("+uncommitted changes" if dirty else ""),

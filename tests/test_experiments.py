@@ -14,7 +14,7 @@ from pycocoevalcap.cider.cider import Cider
 from synthetic import write_dataset
 
 from experiments.paired import DrawnCider, drawn_cider, draws, exact
-from experiments.run import absolute_sources, copy_project
+from experiments.run import absolute_sources, copy_project, keep_results
 
 
 def test_a_relative_source_folder_is_read_from_the_project_root_as_in_params_yaml():
@@ -47,6 +47,28 @@ def test_copying_again_replaces_the_code_and_params_drops_deleted_files_and_keep
     assert yaml.safe_load((copy / "params.yaml").read_text())["fill"]["beam"] == 5
     assert (copy / "data/made.txt").read_text() == "a stage's output"
     assert (copy / "dvc.lock").read_text() == "the copy's own lock"
+
+
+def test_a_variant_keeps_the_training_metrics_of_its_own_models_only(tmp_path):
+    project, base, variant = tmp_path / "build", tmp_path / "flickr8k-dev", tmp_path / "flickr8k-dev-shared"
+    for name, text in {
+        "metrics/flickr8k.json": '{"bibs": 1.2}',
+        "metrics/train/flickr8k-forward.json": '{"perplexity": 9.1}',
+        "metrics/train/flickr8k-infiller.json": '{"perplexity": 4.0}',
+        "reports/flickr8k/known.md": "| method |",
+    }.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    keep_results(project, base, ["flickr8k"])
+    assert (base / "metrics/train/flickr8k-infiller.json").is_file()
+
+    (project / "metrics/train/flickr8k-infiller.json").write_text('{"perplexity": 3.5}')  # the variant's own infiller
+    keep_results(project, variant, ["flickr8k"], base)
+    assert sorted(path.name for path in (variant / "metrics").rglob("*.json")) == [
+        "flickr8k-infiller.json",
+        "flickr8k.json",
+    ]
+    assert (variant / "reports/flickr8k/known.md").is_file()
 
 
 def test_a_paired_bootstrap_draws_whole_images_and_counts_an_image_drawn_twice_twice():
