@@ -6,7 +6,8 @@ picks, against the captions of their images, decides by the one-standard-error r
 Every scale, bonus, ratio and reading is scored in one call, so that Java starts once.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -66,37 +67,45 @@ def tune(
 
 def choice(name: str, readings: int, rows: dict, runs: dict, by_fills: dict, errors: dict) -> dict:
     """Scale `name`'s bonus by the one-standard-error rule (`tune`), with the CIDEr and length
-    error of each bonus tried; per ratio for the one chosen."""
+    error of each bonus tried, and its CIDEr per ratio (and per reading, where there are
+    several): one bonus serves every ratio, and the record shows what it gives up where."""
+
+    def of_reading(k: int, bonus: float, r: float) -> np.ndarray:  # each blank's CIDEr in reading k
+        return np.array([by_fills[tuple(runs[name, k, bonus, r].items())][i] for i in rows[r]])
 
     def per_blank(bonus: float, r: float) -> np.ndarray:  # each blank's CIDEr, averaged over the readings
-        return np.mean(
-            [[by_fills[tuple(runs[name, k, bonus, r].items())][i] for i in rows[r]] for k in range(readings)], axis=0
-        )
+        return np.mean([of_reading(k, bonus, r) for k in range(readings)], axis=0)
+
+    def by_ratio(cider_of: Callable[[float], np.ndarray]) -> dict[str, float]:  # mean CIDEr per ratio, and of those
+        means = {f"{r:g}": float(cider_of(r).mean()) for r in rows}
+        return means | {"mean": float(np.mean(list(means.values())))}
 
     def mean_error(bonus: float, r: float) -> float:
         return sum(errors[name, k, bonus, r] for k in range(readings)) / readings
 
     cider = {bonus: {r: per_blank(bonus, r) for r in rows} for bonus in GRID}
-    mean = {bonus: float(np.mean([cider[bonus][r].mean() for r in rows])) for bonus in GRID}
-    best = max(GRID, key=lambda bonus: (mean[bonus], -bonus))
+    ratios = {bonus: by_ratio(cider[bonus].__getitem__) for bonus in GRID}
+    best = max(GRID, key=lambda bonus: (ratios[bonus]["mean"], -bonus))
 
-    def standard_error(bonus: float) -> float:  # of mean[bonus] - mean[best], pairing each blank's CIDEr
+    def standard_error(bonus: float) -> float:  # of the mean's difference from best's, pairing each blank's CIDEr
         variances = [np.var(cider[bonus][r] - cider[best][r], ddof=1) / len(rows[r]) for r in rows if len(rows[r]) > 1]
         return float(np.sqrt(sum(variances))) / len(rows)
 
-    grid = {
-        bonus: {
-            "CIDEr": mean[bonus],
+    grid = {}
+    for bonus in GRID:
+        grid[bonus] = {
+            "CIDEr": ratios[bonus]["mean"],
             "standard_error": standard_error(bonus),
             "length_error": float(np.mean([mean_error(bonus, r) for r in rows])),
+            "CIDEr_by_ratio": ratios[bonus],
         }
-        for bonus in GRID
-    }
-    chosen = min(bonus for bonus in GRID if mean[bonus] >= mean[best] - grid[bonus]["standard_error"])
+        if readings > 1:
+            grid[bonus]["CIDEr_by_reading"] = [by_ratio(partial(of_reading, k, bonus)) for k in range(readings)]
+    chosen = min(bonus for bonus in GRID if grid[bonus]["CIDEr"] >= grid[best]["CIDEr"] - grid[bonus]["standard_error"])
     return {
         "length_bonus": chosen,
         "best_bonus": best,
-        "CIDEr": {f"{r:g}": float(cider[chosen][r].mean()) for r in rows} | {"mean": mean[chosen]},
+        "CIDEr": ratios[chosen],
         "length_error": {f"{r:g}": mean_error(chosen, r) for r in rows} | {"mean": grid[chosen]["length_error"]},
         "grid": {f"{bonus:g}": values for bonus, values in grid.items()},
     }

@@ -72,6 +72,26 @@ def test_bonuses_the_blanks_cannot_tell_apart_are_settled_towards_no_bonus():
     assert tuning.tune({"captioners": [candidates]}, VOCAB, VAL, every)["captioners"]["length_bonus"] == 1.25
 
 
+def test_the_record_shows_what_one_bonus_gives_up_at_each_ratio_and_in_each_reading():
+    # Each blank may be filled with its first removed word (-1) or both (-2); the first two
+    # blanks are at ratio 0.25 and their describers wrote one word, the last two at 0.75 and
+    # theirs wrote both: no bonus is best at 0.25, a bonus above 1 at 0.75.
+    short, long = [CAPTIONS[0][:2] + CAPTIONS[0][3:], CAPTIONS[1][:2]], CAPTIONS[2:]
+    refs = [[" ".join(c)] * 3 for c in short + long]
+    candidates = [[(VOCAB.ids(c[1:2]), -1.0), (VOCAB.ids(c[1:3]), -2.0)] for c in CAPTIONS]
+    val = VAL.set_column(3, "ratio", pa.array([0.25, 0.25, 0.75, 0.75]))
+    no_fill = [[(VOCAB.ids(c[1:2]), -1.0)] for c in CAPTIONS]  # a second reading that never fills two words
+    grid = tuning.tune({"captioner": [candidates, no_fill]}, VOCAB, val, refs)["captioner"]["grid"]
+    first, second = grid["0"]["CIDEr_by_reading"]
+    assert first == second  # no bonus: one word in both readings
+    first, second = grid["1.25"]["CIDEr_by_reading"]
+    assert first["0.75"] > second["0.75"] == grid["0"]["CIDEr_by_ratio"]["0.75"]  # only the first takes both words
+    assert first["0.25"] < grid["0"]["CIDEr_by_ratio"]["0.25"]  # ... and loses where the describers wrote one
+    both = grid["1.25"]["CIDEr_by_ratio"]
+    assert both["0.75"] == pytest.approx((first["0.75"] + second["0.75"]) / 2)
+    assert both["mean"] == pytest.approx((both["0.25"] + both["0.75"]) / 2) == grid["1.25"]["CIDEr"]
+
+
 def toy_scale(word_cost: float):
     """A scale whose score takes `word_cost` nats for the second removed word: the first word
     alone scores -1, both -1 - word_cost. The describers wrote both, so its best bonus is the

@@ -29,11 +29,16 @@ bonuses found and what they give.
                                "CIDEr": {"0.25": ..., "0.5": ..., "0.75": ..., "mean": ...},
                                "length_error": {"0.25": ..., ..., "mean": ...},
                                "grid": {"0": {"CIDEr": ..., "standard_error": ...,
-                                              "length_error": ...}, ...}},
+                                              "length_error": ...,
+                                              "CIDEr_by_ratio": {"0.25": ..., ..., "mean": ...},
+                                              "CIDEr_by_reading": [{"0.25": ..., ...}, ...]},
+                                        ...}},
                 ...}}
 
 (CIDEr and length error of the chosen bonus per ratio; for every bonus tried, their means
-over the ratios and the standard error of its CIDEr's difference from the best bonus's.)
+over the ratios, the standard error of its CIDEr's difference from the best bonus's, and its
+CIDEr per ratio, also per reading where a scale has several, as `captioner` has forward's
+and backward's.)
 """
 
 import json
