@@ -61,7 +61,7 @@ class Captioner(nn.Module):
         """Read `tokens` (N,) and return the next token's log_probs (N, V) and the new state.
 
         The LSTM's gates are written out over its own weights: a one-step `nn.LSTM` call
-        costs about 1 ms more (on two CPU cores), which decoders stepping small batches feel.
+        costs more than these few operations, which decoders stepping small batches feel.
         """
         h, c, image = state
         words = self.drop(self.embed(tokens) + image)  # shape: (N, embed)
