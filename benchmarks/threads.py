@@ -29,9 +29,11 @@ data = load_data(Path("data/prepared/shapes/vocab.json"), Path("data/prepared/sh
 with tempfile.TemporaryDirectory() as folder:
     fit_infiller(settings, data, Path(folder) / "resume.pt")
 """
-SETTINGS = [("1 thread", {"OMP_NUM_THREADS": "1"}), ("2 threads", {"OMP_NUM_THREADS": "2"})] + [
-    ("2 threads, passive waits", {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"})
-]
+SETTINGS = {
+    "1 thread": {"OMP_NUM_THREADS": "1"},
+    "2 threads": {"OMP_NUM_THREADS": "2"},
+    "2 threads, passive waits": {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"},
+}
 
 
 def cpu_seconds() -> float:
@@ -53,7 +55,7 @@ def main() -> None:
     for beside in (False, True):
         print("beside a busy process at nice 10" if beside else "alone")
         first = None
-        for name, env in SETTINGS:
+        for name, env in SETTINGS.items():
             busy = subprocess.Popen(["nice", "-n", "10", sys.executable, "-c", "while True: pass"]) if beside else None
             wall, cpu = train(args.epochs, env | {"PYTHONPATH": os.getcwd()})
             if busy:
