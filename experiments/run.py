@@ -135,6 +135,11 @@ def keep_results(project: Path, results: Path, datasets: list[str], base: Path |
         shutil.copytree(project / f"reports/{dataset}", results / f"reports/{dataset}")
 
 
+def results_of(params_file: Path) -> Path:
+    """Where the run named after `params_file` keeps its results: `experiments/<name>/` beside it."""
+    return params_file.resolve().parent / params_file.stem
+
+
 def same_file(path: Path, other: Path) -> bool:
     return other.is_file() and filecmp.cmp(path, other, shallow=False)
 
@@ -150,7 +155,7 @@ def main() -> None:
     for path in args.params:
         changes = merge(changes, absolute_sources(yaml.safe_load(path.read_text())))
     project = copy_project(ROOT / "build/experiments" / last.stem, changes)
-    results = last.resolve().parent / last.stem
+    results = results_of(last)
     results.mkdir(exist_ok=True)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -163,7 +168,7 @@ def main() -> None:
     wall = time.monotonic() - clock
 
     datasets = yaml.safe_load((project / "params.yaml").read_text())["datasets"]
-    base = args.params[0].resolve().parent / args.params[0].stem if len(args.params) > 1 else None
+    base = results_of(args.params[0]) if len(args.params) > 1 else None
     keep_results(project, results, datasets, base)
     run = {
         "params": [str(path) for path in args.params],
